@@ -9,13 +9,13 @@ half-written file behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.fileio import atomic_output
 from radmesh.common.volume import Geometry, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -85,24 +85,9 @@ def write_volume(volume: Volume, path: str | os.PathLike, compress: bool = True)
     p = Path(path)
     if not p.name.endswith(NIFTI_SUFFIXES):
         raise InvalidInputError(f"{p}: output must end in .nii or .nii.gz")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if p.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(to_sitk(volume), tmp, useCompression=compress)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file should read like any other
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(p, suffix=".nii.gz" if p.name.endswith(".nii.gz") else ".nii") as tmp:
+        sitk.WriteImage(to_sitk(volume), str(tmp), useCompression=compress)
     return p
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _first_line(e: BaseException) -> str:

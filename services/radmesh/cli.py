@@ -1,0 +1,198 @@
+"""The ``radmesh`` command: one entry point, obvious flags, files in, files out.
+
+    radmesh phantom --seed 0 --out case0
+    radmesh measure --ct case0/ct.nii.gz --mask case0/labels.nii.gz --json
+    radmesh serve measurement --port 50054
+    radmesh up
+
+Errors a user can act on print one line (``radmesh: error: ...``) and exit
+non-zero; set RADMESH_DEBUG=1 to see a traceback for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from radmesh import __version__
+from radmesh.common.errors import InvalidInputError, RadmeshError
+
+EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE
+
+
+def _parse_classes(text: str | None) -> list[int] | None:
+    """"28,11" or "pancreas tumor,liver" → vocabulary indices."""
+    from radmesh.common import vocabulary
+
+    if not text:
+        return None
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        out.append(vocabulary.get(int(item)).index if item.lstrip("-").isdigit() else vocabulary.by_name(item).index)
+    return out
+
+
+def _parse_floats(text: str, n: int, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidInputError(f"{what} must be {n} comma-separated numbers, got {text!r}") from None
+    if len(values) != n:
+        raise InvalidInputError(f"{what} must be {n} comma-separated numbers, got {text!r}")
+    return values
+
+
+# ---- phantom ---------------------------------------------------------------
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from radmesh.phantom.generator import PhantomConfig, generate, write_phantom
+
+    if args.size < 32:
+        raise InvalidInputError(f"--size {args.size} is too small (at least 32 voxels in-plane)")
+    config = PhantomConfig(
+        in_plane_size=args.size,
+        spacing_xyz_mm=_parse_floats(args.spacing_mm, 3, "--spacing-mm") if args.spacing_mm else None,
+        slices=args.slices,
+        oblique=args.oblique,
+        lesions=tuple(_parse_classes(args.lesions) or ()) if args.lesions is not None else None,
+        noise=not args.no_noise,
+    )
+    phantom = generate(args.seed, config, progress=not args.quiet)
+    paths = write_phantom(phantom, args.out)
+    if not args.quiet:
+        g = phantom.ct.geometry
+        print(f"phantom seed {args.seed}: {g.shape_zyx[2]}×{g.shape_zyx[1]}×{g.shape_zyx[0]} voxels, "
+              f"spacing {', '.join(f'{s:.2f}' for s in g.spacing_xyz_mm)} mm, "
+              f"{len(phantom.truth['lesions'])} lesion(s)")
+        for p in paths.values():
+            print(f"  {p}")
+    return 0
+
+
+# ---- measure ---------------------------------------------------------------
+def cmd_measure(args: argparse.Namespace) -> int:
+    from radmesh.common.imageio import read_volume
+    from radmesh.measurement.summary import format_text
+
+    classes = _parse_classes(args.classes)
+    ct = read_volume(args.ct)
+    labels = read_volume(args.mask)
+    if args.server:
+        from radmesh.measurement.client import measure_remote
+
+        result = measure_remote(args.server, ct, labels, classes=classes,
+                                min_lesion_mm3=args.min_lesion_mm3, timeout_s=args.timeout_s)
+    else:
+        from radmesh.measurement.core import measure
+
+        result = measure(ct, labels, classes=classes, min_lesion_mm3=args.min_lesion_mm3).to_dict()
+    text = json.dumps(result, indent=2) if args.json else format_text(result)
+    if args.out:
+        from radmesh.common.fileio import write_text_atomic
+
+        write_text_atomic(args.out, text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+# ---- serve / up --------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from radmesh.common.config import serve_config_from_args
+    from radmesh.common.server import run
+    from radmesh.services import load_spec
+
+    return run(load_spec(args.service), serve_config_from_args(args))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from radmesh.up import up
+
+    return up(workdir=args.workdir, exit_after_demo=args.exit_after_demo, seed=args.seed)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"radmesh {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from radmesh.common.config import add_serve_arguments
+    from radmesh.services import SERVICES
+
+    parser = argparse.ArgumentParser(prog="radmesh", description="Ask a CT scan a question in plain words.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("phantom", help="write a synthetic CT phantom with its labels and analytic truth")
+    p.add_argument("--seed", type=int, required=True, help="random seed; same seed, same phantom")
+    p.add_argument("--out", required=True, help="output folder (ct.nii.gz, labels.nii.gz, truth.json, ...)")
+    p.add_argument("--size", type=int, default=512, help="in-plane matrix size, voxels (default 512)")
+    p.add_argument("--spacing-mm", help="voxel size x,y,z in mm (default: random, 0.6-1.0 in-plane, 0.8-5 slices)")
+    p.add_argument("--slices", type=int, help="number of slices (default: from a 150-300 mm coverage)")
+    obl = p.add_mutually_exclusive_group()
+    obl.add_argument("--oblique", dest="oblique", action="store_true", default=None, help="tilt the grid")
+    obl.add_argument("--no-oblique", dest="oblique", action="store_false", help="axis-aligned grid")
+    p.add_argument("--lesions", help="lesion classes that must be present (indices or names, comma-separated); "
+                                      "others absent. Empty string: no lesions. Default: random")
+    p.add_argument("--no-noise", action="store_true", help="leave out image noise")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("measure", help="measure structures and lesions in a label map")
+    p.add_argument("--ct", required=True, help="CT: NIfTI file or DICOM folder")
+    p.add_argument("--mask", required=True, help="label map (NIfTI, vocabulary indices) on the CT's grid")
+    p.add_argument("--classes", help="classes to measure, indices or names, comma-separated (default: all present)")
+    p.add_argument("--min-lesion-mm3", type=float, default=10.0, help="smallest lesion reported, mm³ (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.add_argument("--server", help="HOST:PORT of a running measurement service (default: measure in-process)")
+    p.add_argument("--timeout-s", type=float, default=300.0, help="deadline of the remote call, s")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("serve", help="run one service of the mesh")
+    serve_sub = p.add_subparsers(dest="service", required=True, metavar="SERVICE")
+    for name, info in SERVICES.items():
+        sp = serve_sub.add_parser(name, help=info.help)
+        add_serve_arguments(sp, default_port=info.port, default_metrics_port=info.metrics_port)
+        sp.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("up", help="run the whole mesh locally on its defaults, with a sample study")
+    p.add_argument("--workdir", default=".radmesh", help="folder for the sample study and logs (default .radmesh)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample phantom study")
+    p.add_argument("--exit-after-demo", action="store_true", help="stop once the sample study was answered")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except RadmeshError as e:
+        print(f"radmesh: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("radmesh: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("radmesh: error: out of memory; try a smaller volume", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
+        if os.environ.get("RADMESH_DEBUG"):
+            traceback.print_exc()
+        print(f"radmesh: internal error: {type(e).__name__}: {e} (RADMESH_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
