@@ -28,7 +28,7 @@ def to_plain(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
         v = getattr(message, field.name)
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             out[field.name] = [_value(field, x) for x in v]
         elif field.type == FieldDescriptor.TYPE_MESSAGE and not message.HasField(field.name):
             out[field.name] = None

@@ -238,10 +238,13 @@ def recist_axes(mask: np.ndarray, geometry: Geometry,
     in-plane spacing is honoured). Ties between slices go to the larger short
     axis, then to the lower ``k``.
 
-    Short axis: on that slice, the longest extent perpendicular to the long axis:
-    pixel centres are binned by their projection on the long-axis direction
-    (bins of half the smaller in-plane spacing) and the largest spread of a bin
-    along the in-plane perpendicular is taken. Lesion voxels are assumed to lie on
+    Short axis: on that slice, the longest chord perpendicular to the long axis.
+    Chords are laid every half pixel (half the smaller in-plane spacing) along the
+    long-axis direction; a chord collects the pixels whose footprint it crosses
+    (each pixel centre is binned into every chord within half its projected width),
+    and its length is the spread of those pixel centres along the in-plane
+    perpendicular. Binning by centre alone into half-pixel bins would miss most
+    of a chord when the long axis is tilted a few degrees off a grid axis. Lesion voxels are assumed to lie on
     one slice per ``k``; the perpendicular is taken in the slice plane
     (normal = the index-z direction cosine).
     """
@@ -311,13 +314,26 @@ def _short_axis(slice_mask: np.ndarray, k: int, off: np.ndarray, geometry: Geome
     pts = geometry.to_lps(idx)
     t = (pts - a) @ u
     s = (pts - a) @ w
-    h = min(geometry.spacing_xyz_mm[0], geometry.spacing_xyz_mm[1]) / 2.0
-    bins = np.floor((t - t.min()) / h + 1e-9).astype(np.int64)
-    order = np.lexsort((s, bins))
-    bins, s_sorted = bins[order], s[order]
-    first = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
-    last = np.r_[first[1:] - 1, len(bins) - 1]
-    extent = s_sorted[last] - s_sorted[first]
-    m = int(np.argmax(extent))
-    ends = pts[order[[first[m], last[m]]]]
-    return float(extent[m]), ends
+    sx, sy, _ = geometry.spacing_xyz_mm
+    # A chord at t = t0 crosses every pixel whose footprint straddles it: the pixel's
+    # width along u is sx·|u·ex| + sy·|u·ey| (ex, ey: the slice's in-plane axes).
+    half = 0.5 * (sx * abs(float(u @ geometry.direction[:, 0])) + sy * abs(float(u @ geometry.direction[:, 1])))
+    h = min(sx, sy) / 2.0  # chords every half pixel
+    base = np.floor(t / h).astype(np.int64)
+    reach = int(np.ceil(half / h)) + 1
+    bins, members = [], []
+    for m in range(-reach, reach + 1):
+        b = base + m
+        hit = np.abs(b * h - t) <= half + 1e-9
+        bins.append(b[hit])
+        members.append(np.flatnonzero(hit))
+    b = np.concatenate(bins)
+    mem = np.concatenate(members)
+    order = np.lexsort((s[mem], b))
+    b, mem = b[order], mem[order]
+    first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    last = np.r_[first[1:] - 1, len(b) - 1]
+    extent = s[mem[last]] - s[mem[first]]
+    i = int(np.argmax(extent))
+    ends = pts[mem[[first[i], last[i]]]]
+    return float(extent[i]), ends

@@ -48,6 +48,7 @@ margin are the ones that can flip with a slightly different segmentation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -175,18 +176,32 @@ def kidney_pole(lesion_centroid_lps: np.ndarray, kidney: int, s_range_mm: tuple[
 def liver_lobe(lesion_centroid_lps: np.ndarray,
                gall_bladder_centroid_lps: np.ndarray | None,
                ivc_centroid_lps: np.ndarray | None,
-               liver_x_mm: np.ndarray | None) -> LocationCall:
+               liver_x_mm: np.ndarray | Callable[[], np.ndarray | None] | None,
+               liver_x_extent_mm: tuple[float, float] | None = None) -> LocationCall:
     """Right/left lobe by Cantlie's plane (gall bladder – IVC, containing S), or the liver's x median.
 
-    ``liver_x_mm``: LPS x of liver ∪ liver-tumour voxel centres, used for the
-    fallback and to scale the margin (may be None if there is no liver label).
+    ``liver_x_mm``: LPS x of liver ∪ liver-tumour voxel centres for the median
+    fallback, or a zero-argument callable returning them (called only when the
+    fallback is used), or None if there is no liver label. ``liver_x_extent_mm``
+    (min, max) scales the margin; taken from ``liver_x_mm`` when not given.
     """
     c = np.asarray(lesion_centroid_lps, dtype=np.float64)
-    x = None if liver_x_mm is None or len(liver_x_mm) == 0 else np.asarray(liver_x_mm, dtype=np.float64)
-    width = float(x.max() - x.min()) if x is not None and x.max() > x.min() else None
+
+    def xs() -> np.ndarray | None:
+        x = liver_x_mm() if callable(liver_x_mm) else liver_x_mm
+        return None if x is None or len(x) == 0 else np.asarray(x, dtype=np.float64)
+
+    def width(x: np.ndarray | None) -> float | None:
+        if liver_x_extent_mm is not None:
+            w = float(liver_x_extent_mm[1] - liver_x_extent_mm[0])
+        elif x is not None:
+            w = float(x.max() - x.min())
+        else:
+            return None
+        return w if w > 0 else None
+
     missing = [name for name, p in (("gall bladder", gall_bladder_centroid_lps),
                                     ("IVC", ivc_centroid_lps)) if p is None]
-    reason = ""
     if not missing:
         gb = np.asarray(gall_bladder_centroid_lps, dtype=np.float64)
         ivc = np.asarray(ivc_centroid_lps, dtype=np.float64)
@@ -199,18 +214,20 @@ def liver_lobe(lesion_centroid_lps: np.ndarray,
                 n = -n  # +n points to patient left
             dist = float((c - gb) @ n)
             lobe = "left lobe" if dist > 0 else "right lobe"
-            margin = abs(dist) / width if width else None
-            return LocationCall(f"liver, {lobe}", lobe, Laterality.NONE.value, "cantlie_plane", margin)
+            w = width(None if liver_x_extent_mm is not None or callable(liver_x_mm) else xs())
+            return LocationCall(f"liver, {lobe}", lobe, Laterality.NONE.value, "cantlie_plane",
+                                abs(dist) / w if w else None)
         reason = "gall bladder and IVC are side by side"
     else:
         reason = " and ".join(missing) + (" is" if len(missing) == 1 else " are") + " not segmented"
+    x = xs()
     if x is None:
         return LocationCall("liver", None, Laterality.NONE.value, "no_liver_label")
     median = float(np.median(x))
     lobe = "left lobe" if c[0] > median else "right lobe"
-    margin = abs(float(c[0]) - median) / width if width else None
+    w = width(x)
     return LocationCall(f"liver, {lobe}", lobe, Laterality.NONE.value,
-                        f"liver_x_median ({reason})", margin)
+                        f"liver_x_median ({reason})", abs(float(c[0]) - median) / w if w else None)
 
 
 # ---- lung and the rest ------------------------------------------------------------

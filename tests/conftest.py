@@ -1,0 +1,74 @@
+"""Shared fixtures: phantoms made on the spot, real service processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    target: str
+    metrics_port: int
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+
+def start_service(name: str, tmp: Path, *extra: str) -> ServiceProcess:
+    """``radmesh serve NAME`` as a real process on free loopback ports, once healthy."""
+    from radmesh.common.grpcclient import wait_serving
+
+    port, metrics_port = free_port(), free_port()
+    log_path = tmp / f"{name}-{port}.log"
+    cmd = [sys.executable, "-m", "radmesh.cli", "serve", name, "--host", "127.0.0.1", "--port", str(port),
+           "--metrics-port", str(metrics_port), *extra]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    svc = ServiceProcess(name, f"127.0.0.1:{port}", metrics_port, proc, log_path)
+    try:
+        wait_serving(svc.target, timeout_s=60)
+    except Exception:
+        proc.kill()
+        raise RuntimeError(f"{name} did not start:\n{log_path.read_text(errors='replace')}") from None
+    return svc
+
+
+@pytest.fixture(scope="session")
+def phantom_case(tmp_path_factory):
+    """A mid-size phantom with every lesion class, written to disk once per session."""
+    from radmesh.phantom.generator import PhantomConfig, generate, write_phantom
+
+    out = tmp_path_factory.mktemp("phantom")
+    phantom = generate(7, PhantomConfig(in_plane_size=256, spacing_xyz_mm=(1.3, 1.3, 2.0), slices=110,
+                                        oblique=False, lesions=(26, 27, 28, 30, 32)))
+    paths = write_phantom(phantom, out)
+    return phantom, paths
+
+
+@pytest.fixture(scope="module")
+def measurement_service(tmp_path_factory):
+    svc = start_service("measurement", tmp_path_factory.mktemp("svc"), "--drain-s", "10")
+    yield svc
+    svc.stop()
