@@ -40,10 +40,10 @@ def oblique() -> Phantom:
 
 @pytest.fixture(scope="module")
 def fine() -> list[Phantom]:
-    """Fine isotropic grids, for voxel-volume accuracy of large lesions."""
-    cfg = PhantomConfig(in_plane_size=320, spacing_xyz_mm=(1.0, 1.0, 1.0), slices=200, noise=False, blur=False,
-                        lesions=(vocab.LIVER_TUMOR, vocab.LIVER_TUMOR, vocab.LIVER_TUMOR, vocab.KIDNEY_TUMOR))
-    return [generate(s, cfg) for s in (1, 2)]
+    """Grids fine for their lesions, for the voxel volume of large lesions."""
+    cfg = PhantomConfig(in_plane_size=192, spacing_xyz_mm=(2.0, 2.0, 2.0), noise=False, blur=False,
+                        lesions=(*ALL_LESIONS, vocab.LIVER_TUMOR))
+    return [generate(s, cfg) for s in (1, 4)]
 
 
 def lps_of(volume_geometry, mask: np.ndarray) -> np.ndarray:
@@ -195,8 +195,11 @@ def test_lesions_inside_host_and_apart(lesioned: Phantom, oblique: Phantom) -> N
             assert host in vocab.get(cls).host
             assert np.all(lab[mask] == cls)
             shell = ndimage.binary_dilation(mask, CUBE) & ~mask
-            assert np.all(lab[shell] == host), "a lesion is enclosed by its host organ"
-            ring = ndimage.binary_dilation(mask, CUBE, iterations=3) & ~mask
+            if les["enclosed"]:
+                assert np.all(lab[shell] == host), "a lesion is enclosed by its host organ"
+            else:  # a thin host on a coarse grid: the host still surrounds it mostly
+                assert np.count_nonzero(lab[shell] == host) * 2 >= shell.sum()
+            ring = ndimage.binary_dilation(mask, CUBE, iterations=2) & ~mask
             assert not np.isin(lab[ring], LESION_CLASSES).any(), "lesions keep ≥ 2 voxels apart"
             assert les["voxel_count"] == int(mask.sum())
 
@@ -237,7 +240,7 @@ def test_large_lesion_voxel_volume_matches_analytic(fine: list[Phantom]) -> None
             if min(les["semi_axes_mm"]) >= 4 * sp:
                 assert les["voxel_volume_ml"] == pytest.approx(les["volume_ml"], rel=0.03)
                 checked += 1
-    assert checked >= 2
+    assert checked >= 4
 
 
 def test_oblique_grid_and_centres(oblique: Phantom) -> None:

@@ -351,9 +351,10 @@ def sample_anatomy(rng: np.random.Generator, fov_xy_mm: tuple[float, float]) -> 
     liver_l = Frame(np.array([j(12, 6), j(-42, 5), j(58, 6)]),
                     np.array([j(62, 6), j(32, 4), j(42, 5)]),
                     rotation_xyz(np.radians(_u(rng, -10, 10)), np.radians(_u(rng, 5, 20)), np.radians(_u(rng, -15, 0))))
-    cut_n = np.array([0.35, -0.45, -0.82])
+    # The visceral (inferior-medial-anterior) surface: keeps the liver off the pancreas and duodenum.
+    cut_n = np.array([0.6, -0.3, -0.75]) + rng.uniform(-0.08, 0.08, 3)
     cut_n /= np.linalg.norm(cut_n)
-    liver_cut = (cut_n, float(cut_n @ np.array([-60, -55, -30]) * s + _u(rng, -8, 8) * s))
+    liver_cut = (cut_n, float(cut_n @ np.array([-55, -40, -5]) * s + _u(rng, -5, 5) * s))
 
     spleen = Frame(np.array([j(92, 6), j(48, 6), j(42, 8)]),
                    np.array([j(22, 3), j(52, 6), j(48, 6)]),
@@ -577,8 +578,15 @@ def _paint_body(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dict
         sel = tuple(i[bone] for i in idx)
         hu[sel] = F32(0.5 * (h["bone_cortical"] + h["bone_cancellous"]))
     # Bowel below the diaphragm, in front of the kidneys.
+    # Peritoneal cavity: in front of the retroperitoneum (kidneys, vessels, pancreas), deeper
+    # at the flanks (the colon's gutters) and below the kidneys (pelvis).
+    back = x * x
+    back *= F32(35 * a.s / rx ** 2)
+    back += np.clip((z + F32(90 * a.s)) * F32(-40 / 60), 0, F32(40 * a.s))
+    back += F32(cy - 0.1 * ry)
     bowel = cavity
-    bowel &= y < F32(cy + 0.15 * ry)
+    bowel &= y < back
+    del back
     dz = a.dome_z(x, y)
     dz -= F32(8 * a.s)
     bowel &= z < dz
@@ -664,7 +672,18 @@ def _paint_liver(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dic
         return
     x, y, z = slab.xyz()
     n, off = a.liver_cut
-    m &= slab.field(n, -off) < 0
+    cut = slab.field(n, -off)
+    # Bend the cut into a concave visceral surface: it recedes away from its middle.
+    u = np.cross(n, (0.0, 0.0, 1.0))
+    u /= np.linalg.norm(u)
+    t = slab.field(u, -float(u @ a.liver_r.c))
+    t *= t
+    t *= F32(0.004 / a.s)
+    cut -= t
+    del t
+    for sn, amp in zip(sines, a.liver_warp.amp):  # the cut surface deforms with the lobes
+        cut += F32(n @ amp) * sn
+    m &= cut < 0
     m &= _inside_cavity(x, y, a, 3.0 * a.s)
     dz = a.dome_z(x, y)
     dz -= F32(3 * a.s)

@@ -17,6 +17,13 @@ Placement
     A lesion too large to fit is shrunk (its target size is first capped by the
     host's largest inscribed ball, measured by a distance transform); one that
     cannot be placed at ≥ 5 mm is dropped (or, when the config demands it, an error).
+    Where no host can enclose it (a thin organ on a coarse grid), the shell rule
+    relaxes to "mostly host" and the record says ``"enclosed": false``. A pancreas
+    tumour larger than the gland can hold first swells the pancreas around it (over
+    unlabelled fat and soft tissue only), as a real mass widens the contour; the
+    swelling is pancreas in the label map, so the truth stays consistent with it.
+    Most lesions are aligned with the host's local principal axes (±20°), the rest
+    randomly oriented.
 
 Location conventions (the contract with ``radmesh.measurement.location``; all on
 LPS voxel centres of the *label map*, so they can be recomputed from it alone)
@@ -59,7 +66,7 @@ from radmesh.phantom.anatomy import F32, Canvas, axis_angle, random_rotation, ra
 
 # class → (host classes, max-diameter range mm, HU key, presence probability)
 LESION_SPECS: dict[int, tuple[tuple[int, ...], tuple[float, float], str, float]] = {
-    vocab.PANCREAS_TUMOR: ((vocab.PANCREAS,), (5.0, 40.0), "pancreas_tumor", 0.35),
+    vocab.PANCREAS_TUMOR: ((vocab.PANCREAS,), (12.0, 45.0), "pancreas_tumor", 0.35),
     vocab.KIDNEY_TUMOR: ((vocab.RIGHT_KIDNEY, vocab.LEFT_KIDNEY), (5.0, 60.0), "kidney_tumor", 0.35),
     vocab.KIDNEY_CYST: ((vocab.RIGHT_KIDNEY, vocab.LEFT_KIDNEY), (5.0, 40.0), "kidney_cyst", 0.35),
     vocab.LUNG_TUMOR: ((vocab.RIGHT_LUNG, vocab.LEFT_LUNG), (5.0, 30.0), "lung_tumor", 0.35),
@@ -167,6 +174,10 @@ def _place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dic
     if len(order) > 1:
         order = [order[i] for i in rng.permutation(len(order))]
     maps = {}
+    if cls == vocab.PANCREAS_TUMOR:
+        lesion = _grow_and_place(rng, canvas, geometry, hu, cls, diameter / 2 * ratios, d_min)
+        if lesion is not None:
+            return lesion
     # First try to enclose the lesion in its host (a one-voxel host shell all round); only
     # if no host can take one that way (thin organ, coarse grid), let it reach the host's edge.
     for enclosed in (True, False):
@@ -205,6 +216,51 @@ def _place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dic
                 if lesion is not None:
                     _paint(rng, canvas, geometry, lesion, hu[hu_key])
                     return lesion
+    return None
+
+
+def _grow_and_place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dict[str, float],
+                    cls: int, semi: np.ndarray, d_min: float) -> Lesion | None:
+    """A mass thicker than its (thin) host: swell the host around it first, then place it.
+
+    The host is widened by an ellipsoid a little larger than the lesion, over
+    unlabelled soft tissue and fat only (never bone, gas, or another organ), as a
+    tumour expands the pancreatic contour. Returns None (host perhaps swollen) if the
+    lesion still does not fit; the caller then fits a smaller one the usual way.
+    """
+    host = LESION_SPECS[cls][0][0]
+    sp = np.asarray(geometry.spacing_zyx_mm)
+    got = _distance_map(canvas, host, sp)
+    if got is None:
+        return None
+    box, coarse, dist, stride = got
+    if semi[0] <= float(dist.max()) - float(sp.max()):
+        return None  # fits as it is
+    cand = np.flatnonzero(dist >= 0.7 * dist.max())
+    cidx = np.array(np.unravel_index(cand[rng.integers(cand.size)], dist.shape))
+    kc = cidx * stride + [box[0].start, box[1].start, box[2].start]
+    centre = geometry.to_lps(kc[None, :].astype(float))[0]
+    rot = _aligned_rotation(rng, geometry, coarse, cidx, stride, 2.0 * semi[0])
+    margin = 1.5 * float(sp.max()) + 1.0
+    outer = semi + margin
+    half = np.sqrt(((rot * outer[None, :]) ** 2).sum(axis=1))
+    got = _axis_boxes(geometry, centre, half, pad=1)
+    if got is None:
+        return None
+    gbox, _ = got
+    swell = ellipsoid_mask(geometry, gbox, centre, outer, rot)
+    lab, h = canvas.labels[gbox], canvas.hu[gbox]
+    swell &= (lab == 0) & (h > F32(-200)) & (h < F32(150))
+    lab[swell] = host
+    h[swell] = F32(hu["pancreas"])
+    canvas.boxes.setdefault(host, []).append(gbox)  # the host may now reach past its painted box
+    for scale in (1.0, 0.9, 0.8, 0.7, 0.6):
+        if 2 * semi[0] * scale < d_min:
+            break
+        lesion = _try(canvas, geometry, cls, host, centre, semi * scale, rot, True)
+        if lesion is not None:
+            _paint(rng, canvas, geometry, lesion, hu[LESION_SPECS[cls][2]])
+            return lesion
     return None
 
 
