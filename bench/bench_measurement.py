@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark: radmesh ``measure()`` against pyradiomics shape features on the same lesions.
 
-A synthetic abdomen (organs and several lesions as rotated ellipsoids, CT in HU
-with noise) is rasterised on a ``size × size × slices`` grid (default 512 × 512 ×
+A phantom abdomen (``radmesh.phantom``: organs and eight lesions, CT in HU with
+noise and blur) is generated on a ``size × size × slices`` grid (default 512 × 512 ×
 300, 0.78 × 0.78 × 1.5 mm). Then:
 
 - radmesh: one ``measure(ct, labels)`` call — every class present, every lesion
@@ -30,66 +30,24 @@ import time
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial.transform import Rotation
 
 from radmesh.common import vocabulary as V
+from radmesh.common.imageio import to_sitk
 from radmesh.common.volume import Geometry, Volume
 from radmesh.measurement.core import measure
+from radmesh.phantom.generator import PhantomConfig, generate
 
-# (label, centre LPS mm, semi-axes mm, euler zyx degrees, HU). Later entries overwrite earlier ones.
-# Centres are relative to the grid centre; the grid is scaled to fit when --size/--slices are small.
-ANATOMY = [
-    (V.RIGHT_LUNG, (-75, 10, 130), (55, 70, 80), (0, 0, 0), -850),
-    (V.LEFT_LUNG, (75, 10, 130), (55, 70, 80), (0, 0, 0), -850),
-    (V.LIVER, (-55, 0, 40), (80, 65, 60), (10, 0, 0), 60),
-    (V.SPLEEN, (85, 30, 50), (25, 45, 50), (-20, 0, 0), 50),
-    (V.GALL_BLADDER, (-30, -45, 10), (12, 18, 20), (0, 0, 0), 10),
-    (V.POSTCAVA, (-20, 30, 0), (10, 10, 150), (0, 0, 0), 140),
-    (V.AORTA, (5, 30, 0), (10, 10, 150), (0, 0, 0), 160),
-    (V.PANCREAS, (15, 5, -20), (60, 12, 10), (15, 0, 0), 45),
-    (V.RIGHT_KIDNEY, (-65, 40, -40), (25, 22, 50), (0, 10, 0), 150),
-    (V.LEFT_KIDNEY, (65, 40, -35), (25, 22, 50), (0, -10, 0), 150),
-    # lesions
-    (V.LIVER_TUMOR, (-80, 0, 50), (28, 22, 20), (30, 20, 10), 25),
-    (V.LIVER_TUMOR, (-20, -20, 70), (9, 8, 7), (0, 0, 0), 30),
-    (V.LIVER_TUMOR, (-60, 30, 10), (5, 5, 5), (0, 0, 0), 110),
-    (V.PANCREAS_TUMOR, (50, 10, -20), (15, 12, 11), (20, 0, 10), 20),
-    (V.KIDNEY_TUMOR, (-65, 40, -5), (20, 18, 16), (0, 30, 0), 80),
-    (V.KIDNEY_CYST, (65, 40, -65), (10, 10, 10), (0, 0, 0), 5),
-    (V.LUNG_TUMOR, (-70, 0, 150), (14, 12, 11), (40, 0, 20), 30),
-    (V.LUNG_TUMOR, (80, 20, 120), (6, 6, 6), (0, 0, 0), 40),
-]
+# Several lesions of every kind the phantom draws, with three liver tumours and two lung nodules.
+LESIONS = (V.LIVER_TUMOR, V.LIVER_TUMOR, V.LIVER_TUMOR, V.PANCREAS_TUMOR, V.KIDNEY_TUMOR, V.KIDNEY_CYST,
+           V.LUNG_TUMOR, V.LUNG_TUMOR)
 
 
 def build(size: int, slices: int, seed: int = 0) -> tuple[Volume, Volume]:
-    """Rasterise ANATOMY (voxel-centre inclusion) on a size×size×slices grid; CT int16 HU with noise."""
+    """A phantom abdomen on a size×size×slices grid covering 400 × 400 × 450 mm (0.78 × 0.78 × 1.5 mm at 512² × 300)."""
     spacing = (0.78 * 512 / size, 0.78 * 512 / size, 1.5 * 300 / slices)
-    n = np.array([size, size, slices])  # x, y, z
-    origin = -np.asarray(spacing) * (n - 1) / 2.0
-    g = Geometry((slices, size, size), spacing, tuple(origin), np.eye(3))
-    rng = np.random.default_rng(seed)
-    lab = np.zeros(g.shape_zyx, dtype=np.uint8)
-    ct = rng.integers(-12, 13, size=g.shape_zyx, dtype=np.int16)
-    ct -= 1000
-    # body: a soft-tissue cylinder around everything
-    yy, xx = np.ogrid[:size, :size]
-    body = ((xx - size / 2) / (0.46 * size)) ** 2 + ((yy - size / 2) / (0.36 * size)) ** 2 <= 1
-    ct[:, body] += 1040
-    for label, centre, semi, euler, hu in ANATOMY:
-        rot = Rotation.from_euler("zyx", euler, degrees=True).as_matrix()
-        c = np.asarray(centre, dtype=float)
-        r = float(max(semi))
-        lo = np.floor(g.to_index_zyx((c - r)[None])[0]).astype(int)
-        hi = np.ceil(g.to_index_zyx((c + r)[None])[0]).astype(int) + 1
-        lo = np.clip(np.minimum(lo, hi), 0, g.shape_zyx)
-        hi = np.clip(np.maximum(lo, hi), 0, g.shape_zyx)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        idx = np.indices(hi - lo).reshape(3, -1).T + lo
-        q = (g.to_lps(idx) - c) @ rot
-        inside = (np.sum((q / np.asarray(semi)) ** 2, axis=1) <= 1).reshape(hi - lo)
-        lab[box][inside] = label
-        ct[box][inside] = hu + rng.integers(-12, 13, size=int(inside.sum()), dtype=np.int16)
-    return Volume(ct, g), Volume(lab, g)
+    ph = generate(seed, PhantomConfig(in_plane_size=size, spacing_xyz_mm=spacing, slices=slices, oblique=False,
+                                      lesions=LESIONS))
+    return ph.ct, ph.labels
 
 
 def lesion_label_map(labels: Volume) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
@@ -111,14 +69,10 @@ def lesion_label_map(labels: Volume) -> tuple[np.ndarray, list[tuple[int, int, n
     return out, info
 
 
-def to_image(array: np.ndarray, g: Geometry):
-    import SimpleITK as sitk
-
-    im = sitk.GetImageFromArray(array)
-    im.SetSpacing(g.spacing_xyz_mm)
-    im.SetOrigin(g.origin_lps_mm)
-    im.SetDirection(tuple(float(v) for v in g.direction.ravel()))
-    return im
+def to_image(array: np.ndarray, g: Geometry, offset_zyx=(0, 0, 0)):
+    """``array`` as a SimpleITK image whose first voxel sits at ``offset_zyx`` of grid ``g``."""
+    origin = tuple(g.to_lps(np.asarray(offset_zyx, dtype=float)[None])[0])
+    return to_sitk(Volume(array, Geometry(array.shape, g.spacing_xyz_mm, origin, g.direction)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         # kernel only, on a crop made beforehand
         sl = ndimage.find_objects((per_lesion == lid).astype(np.uint8))[0]
         crop = (per_lesion[sl] == lid).astype(np.uint8)
-        m_img, i_img = to_image(crop, g), to_image(ct.array[sl], g)
+        offset = [d.start for d in sl]
+        m_img, i_img = to_image(crop, g, offset), to_image(ct.array[sl], g, offset)
         t = time.perf_counter()
         k = shape.RadiomicsShape(i_img, m_img, label=1)
         k.enableAllFeatures()

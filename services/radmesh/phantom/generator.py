@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from tqdm import tqdm
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.fileio import write_text_atomic
 from radmesh.common.imageio import write_volume
 from radmesh.common.volume import Geometry, Volume
 from radmesh.phantom import lesions as lesions_mod
@@ -173,20 +173,7 @@ def write_phantom(phantom: Phantom, out_dir: str | os.PathLike) -> dict[str, Pat
         "labels": write_volume(phantom.labels, out / "labels.nii.gz"),
         "pancreas_subregions": write_volume(phantom.pancreas_subregions, out / "pancreas_subregions.nii.gz"),
     }
-    target = out / "truth.json"
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".json", dir=out)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(phantom.truth, f, indent=1)
-            f.write("\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    paths["truth"] = target
+    paths["truth"] = write_text_atomic(out / "truth.json", json.dumps(phantom.truth, indent=1) + "\n")
     return paths
 
 
