@@ -101,13 +101,76 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- parse / encode -----------------------------------------------------------
+def cmd_parse(args: argparse.Namespace) -> int:
+    if args.server:
+        from radmesh.text.client import parse_remote
+
+        result = parse_remote(args.server, args.prompt, timeout_s=args.timeout_s)
+    else:
+        from radmesh.text.parse import parse
+
+        result = parse(args.prompt).to_dict()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if result["unsupported"]:
+        near = ", ".join(s["name"] for s in result["suggestions"])
+        print(f"not supported: {result['unsupported_phrase']!r}" + (f" (nearest: {near})" if near else ""))
+        return 0
+    for t in result["targets"]:
+        extra = ", ".join(x for x in (t["laterality"], t["subregion"]) if x)
+        print(f"target  {t['class_index']:>2} {t['name']}" + (f" ({extra})" if extra else ""))
+    print(f"actions {', '.join(result['actions']) or '-'}" + ("   (if any)" if result["if_any"] else ""))
+    if result["unsupported_phrase"]:
+        print(f"ignored {result['unsupported_phrase']!r}: not in the vocabulary")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    classes = _parse_classes(args.classes) or []
+    if not args.texts and not classes:
+        raise InvalidInputError("give texts to embed, or --classes")
+    if args.server:
+        from radmesh.text.client import encode_remote
+
+        array, backend, encoder_id = encode_remote(args.server, args.texts, classes, args.backend,
+                                                   timeout_s=args.timeout_s)
+    else:
+        from radmesh.text.encoders import get_encoder
+
+        options = {"clip_weights": args.clip_weights} if args.clip_weights else {}
+        if args.class_table:
+            options = {"table": args.class_table}
+        encoder = get_encoder(args.backend, **options)
+        parts = ([encoder.encode(args.texts)] if args.texts else []) + \
+                ([encoder.encode_classes(classes)] if classes else [])
+        import numpy as np
+
+        array, backend, encoder_id = np.concatenate(parts), encoder.backend, encoder.encoder_id
+    if args.out:
+        import numpy as np
+
+        from radmesh.common.fileio import atomic_output
+
+        with atomic_output(args.out, suffix=".npy") as tmp:
+            np.save(tmp, array)
+    if args.json:
+        print(json.dumps({"backend": backend, "dimension": int(array.shape[1]), "encoder_id": encoder_id,
+                          "embeddings": array.tolist()}))
+    else:
+        print(f"{array.shape[0]} embedding(s) of dimension {array.shape[1]} from {backend} ({encoder_id})"
+              + (f" -> {args.out}" if args.out else ""))
+    return 0
+
+
 # ---- serve / up --------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     from radmesh.common.config import serve_config_from_args
     from radmesh.common.server import run
     from radmesh.services import load_spec
 
-    return run(load_spec(args.service), serve_config_from_args(args))
+    return run(load_spec(args.service), serve_config_from_args(args, args.option_names))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -154,12 +217,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=300.0, help="deadline of the remote call, s")
     p.set_defaults(func=cmd_measure)
 
+    p = sub.add_parser("parse", help="understand a clinician's request: targets, actions, 'if any'")
+    p.add_argument("prompt", help='the request, e.g. "segment the pancreatic tumor and measure it"')
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--server", help="HOST:PORT of a running text service (default: in-process)")
+    p.add_argument("--timeout-s", type=float, default=30.0, help="deadline of the remote call, s")
+    p.set_defaults(func=cmd_parse)
+
+    p = sub.add_parser("encode", help="embed texts or vocabulary classes with a text encoder")
+    p.add_argument("texts", nargs="*", help="texts to embed")
+    p.add_argument("--classes", help="vocabulary classes to embed with the Universal Model template")
+    p.add_argument("--backend", default="minilm", choices=("minilm", "clip", "table"), help="encoder")
+    p.add_argument("--clip-weights", help="open_clip ViT-B/32 weights file (clip backend)")
+    p.add_argument("--class-table", help="K×E class table file (table backend)")
+    p.add_argument("--out", help="write the N×E float32 array to this .npy file")
+    p.add_argument("--json", action="store_true", help="print the embeddings as JSON")
+    p.add_argument("--server", help="HOST:PORT of a running text service (default: in-process)")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="deadline of the remote call, s")
+    p.set_defaults(func=cmd_encode)
+
     p = sub.add_parser("serve", help="run one service of the mesh")
     serve_sub = p.add_subparsers(dest="service", required=True, metavar="SERVICE")
     for name, info in SERVICES.items():
         sp = serve_sub.add_parser(name, help=info.help)
         add_serve_arguments(sp, default_port=info.port, default_metrics_port=info.metrics_port)
-        sp.set_defaults(func=cmd_serve)
+        names = info.add_options(sp) if info.add_options else ()
+        sp.set_defaults(func=cmd_serve, option_names=names)
 
     p = sub.add_parser("up", help="run the whole mesh locally on its defaults, with a sample study")
     p.add_argument("--workdir", default=".radmesh", help="folder for the sample study and logs (default .radmesh)")

@@ -53,11 +53,20 @@ def _sample(workdir: Path, seed: int) -> Path:
     return folder
 
 
+DEMO_QUESTION = "segment the pancreatic tumor and measure it"
+
+
 def _demo(folder: Path) -> None:
     from radmesh.common.imageio import read_volume
     from radmesh.measurement.client import measure_remote
     from radmesh.measurement.summary import format_text
+    from radmesh.text.client import parse_remote
 
+    text_target = f"127.0.0.1:{SERVICES['text'].port}"
+    intent = parse_remote(text_target, DEMO_QUESTION)
+    understood = ", ".join(t["name"] + (f" ({t['subregion']})" if t["subregion"] else "") for t in intent["targets"])
+    print(f'\n"{DEMO_QUESTION}" → text service at {text_target}: {understood}; '
+          f"actions {', '.join(intent['actions'])}", flush=True)
     target = f"127.0.0.1:{SERVICES['measurement'].port}"
     print(f"\nmeasuring {folder / 'labels.nii.gz'} through the measurement service at {target}:\n", flush=True)
     result = measure_remote(target, read_volume(folder / "ct.nii.gz"), read_volume(folder / "labels.nii.gz"))

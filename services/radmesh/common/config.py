@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from radmesh.common.errors import InvalidInputError
 
@@ -27,6 +29,7 @@ class ServeConfig:
     drain_s: float = 20.0               # grace period for in-flight RPCs on SIGTERM, seconds
     max_request_s: float = 600.0        # budget of an RPC whose client set no deadline, seconds
     log_level: str = "INFO"
+    options: Mapping[str, Any] = field(default_factory=dict)  # service-specific flags, by dest name
 
 
 def env_name(flag: str) -> str:
@@ -60,8 +63,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser, default_port: int, defa
     add_env_argument(parser, "--log-level", default=d.log_level, help="DEBUG, INFO, WARNING or ERROR")
 
 
-def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
+def serve_config_from_args(args: argparse.Namespace, option_names: tuple[str, ...] = ()) -> ServeConfig:
     cfg = ServeConfig(
+        options={name: getattr(args, name) for name in option_names},
         host=args.host, port=args.port, metrics_port=args.metrics_port, max_message_mb=args.max_message_mb,
         max_volume_mb=args.max_volume_mb, workers=args.workers, drain_s=args.drain_s,
         max_request_s=args.max_request_s, log_level=args.log_level.upper(),

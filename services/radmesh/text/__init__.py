@@ -1,0 +1,1 @@
+"""The text service: clinicians' sentences → intent; texts and class prompts → embeddings."""
