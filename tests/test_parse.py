@@ -22,7 +22,7 @@ def _keys(intent):
     return sorted(t.key for t in intent.targets)
 
 
-@pytest.mark.parametrize("name", ["prompts.jsonl", "prompts_heldout.jsonl"])
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("prompts*.jsonl")))
 def test_labelled_set_exact_intent_at_least_95_percent(parser, name):
     rows = load_prompts(DATA / name)
     assert len(rows) >= 100

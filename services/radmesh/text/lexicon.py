@@ -159,7 +159,7 @@ OUT_OF_VOCABULARY = {tuple(p.split()) for p in (
     "iliac", "iliac artery", "subclavian", "jugular", "sternum", "clavicle", "scapula", "pelvis",
     "bile duct", "common bile duct", "cbd", "biliary", "bile ducts", "ureter", "urethra",
     "mesenteric", "superior mesenteric artery", "superior mesenteric vein", "sma", "smv", "renal artery",
-    "renal vein", "gonadal", "carotid artery",
+    "renal vein", "gonadal", "carotid artery", "tumor board", "mdt", "multidisciplinary meeting",
 )}
 
 # Actions: phrase → action. Multi-word phrases win over their words.
@@ -189,7 +189,7 @@ _action("report", "report", "reports", "reporting", "write up", "writeup", "writ
 
 # Conditional and presence-checking phrases: finding nothing is then an answer.
 IF_ANY_PHRASES = {tuple(p.split()) for p in (
-    "if any", "if present", "if there is", "if there are", "if there is one", "if seen", "if visible",
+    "if any", "if so", "if present", "if there is", "if there are", "if there is one", "if seen", "if visible",
     "if found", "are there any", "are there", "is there", "is there any", "any", "rule out", "r o",
     "ro", "check for", "checking for", "look for", "looking for", "evaluate for", "assess for", "screen for",
     "exclude", "presence of", "any sign of", "any signs of", "signs of", "do you see", "can you see",
@@ -214,7 +214,7 @@ known new old small large big tiny sided huge visible seen noted prior previous 
 follow-up up region area areas part parts site sites side portion zone also as well include including
 whole entire complete full both single multiple several many one two three four five there's there're
 where's what's whats hows kind sort type something anything else other others etc ok okay yes
-already still yet again back each primary secondary target index
+already still yet again back each primary secondary target index lobe
 """.split())
 
 # Words that look like requests about the world, not the image: never targets, never fuzzy-matched.
@@ -227,3 +227,13 @@ prescribe dose dosage medication medications drug drugs allergy allergies transl
 recipe football game movie hotel flight taxi tell say said says talk chat story poem hello
 common total separately separate rain leeds london city
 """.split())
+
+# Presence questions: with a count ("how many ... are there?") they ask for a number, not
+# whether any exist; explicit conditionals ("if any", "rule out") stay conditional.
+PRESENCE_QUESTIONS = {tuple(p.split()) for p in (
+    "are there", "is there", "are there any", "is there any", "can you see", "do you see", "can you find",
+)}
+
+# Words that cancel the action right after them ("no need to segment").
+NEGATIONS = {("no", "need", "to"), ("don", "t"), ("do", "not"), ("without",), ("not",), ("no",), ("skip",),
+             ("dont",), ("needn", "t")}

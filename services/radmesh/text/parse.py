@@ -45,7 +45,7 @@ SIMILARITY_THRESHOLD = 0.57
 ACTIONS = ("segment", "measure", "locate", "count", "report")
 _MAX_PHRASE = 5
 _PREPOSITIONS = {"in", "of", "within", "involving", "on", "at", "from", "inside", "arising", "affecting",
-                 "along", "near", "into"}
+                 "along", "near", "into", "off", "abutting", "adjacent"}
 _SKIPPABLE = L.FILLER | {"and", "its", "their"}
 _COPULA = {"are", "is", "was", "were", "located", "situated", "seen", "lying", "that", "which", "sitting"}
 # The organ concept a lesion class belongs to (for sub-regions and sides).
@@ -222,7 +222,7 @@ def _correct(word: str) -> str | None:
     """The unique closest fuzzy target within the allowed distance, or None."""
     if len(word) < 4 or word in _known_stems() or word in L.FILLER or word in L.COMMON_WORDS or word.isdigit():
         return None
-    word_limit = 1 if len(word) <= 6 else 2
+    word_limit = 1 if len(word) <= 5 else 2
     best, best_d, tie = None, 3, False
     for cand, cand_limit in _fuzzy_targets():
         limit = min(word_limit, cand_limit)
@@ -337,18 +337,29 @@ class Parser:
 
     def _compose(self, tokens: list[_Token], mentions: list[_Mention], leftovers: list[list[int]]) -> Intent:
         words = [t.word for t in tokens]
-        actions = {m.value for m in mentions if m.kind == "action"}
+        def negated(m: _Mention) -> bool:
+            return any(tuple(words[max(0, m.start - len(n)):m.start]) == n for n in L.NEGATIONS)
+
+        def couinaud(m: _Mention) -> bool:  # "segment 7" of the liver is a place, not an action
+            return m.words == "segment" and m.end < len(words) and (words[m.end].isdigit() or words[m.end] in
+                                                                   ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii"))
+
+        actions = {m.value for m in mentions if m.kind == "action" and not negated(m) and not couinaud(m)}
         # "how many ... are there?" asks for a count, not whether any exist
-        if_any = any(m.kind == "if_any" and not ("count" in actions and m.words in ("are there", "is there"))
+        count_at = min((m.start for m in mentions if m.kind == "action" and m.value == "count"), default=None)
+        if_any = any(m.kind == "if_any" and not (count_at is not None and m.start > count_at
+                                                  and tuple(m.words.split()) in L.PRESENCE_QUESTIONS)
                      for m in mentions)
         things = [m for m in mentions if m.kind in ("organ", "lesion", "lesion_word", "oov")]
 
-        def gap_ok(a: int, b: int, allow: set[str] = _SKIPPABLE) -> bool:
-            """Tokens between a and b are all skippable words or sides/sub-regions."""
+        def gap_ok(a: int, b: int, allow: set[str] = _SKIPPABLE, also: tuple[_Mention, ...] = ()) -> bool:
+            """Tokens between a and b are all skippable words, numbers, sides, sub-regions,
+            lesion words folded into a named lesion, or the mentions in ``also``."""
             inner = [m for m in mentions if a <= m.start and m.end <= b]
             covered = {k for m in inner if m.kind in ("side", "subregion") or "same_as" in m.extra
-                       for k in range(m.start, m.end)}
-            return all(words[k] in allow or k in covered for k in range(a, b))
+                       or any(m is x for x in also) for k in range(m.start, m.end)}
+            return all(words[k] in allow or k in covered or any(ch.isdigit() for ch in words[k])
+                       for k in range(a, b))
 
         # sides → the next thing within three tokens, else the thing just before
         for m in mentions:
@@ -372,12 +383,13 @@ class Parser:
                 continue
             prev = things[idx - 1] if idx else None
             # "Bosniak cyst", "HCC lesion": the lesion word belongs to the named lesion before it
-            if prev is not None and prev.kind == "lesion" and m.start == prev.end:
+            if prev is not None and prev.kind == "lesion" and (m.start == prev.end or (
+                    m.start == prev.end + 1 and any(ch.isdigit() for ch in words[prev.end]))):
                 m.extra["same_as"] = prev
                 continue
             # "the left kidney with the mass in it": the organ stays a target and hosts the lesion
-            it = next((p for p in mentions if p.kind == "pronoun" and p.value in ("it", "them")
-                       and p.start > m.start and p.start - m.end <= 2 and words[p.start - 1] in _PREPOSITIONS), None)
+            it = next((p for p in mentions if p.kind == "pronoun" and p.start > m.start and p.start - m.end <= 2
+                       and words[p.start - 1] in _PREPOSITIONS), None)
             if it is not None and last_organ is not None:
                 m.host, m.extra["pronoun"] = last_organ, True
                 continue
@@ -399,8 +411,8 @@ class Parser:
             after = next((t for t in things[idx + 1:] if t.kind in ("organ", "oov")), None)
             k = m.end
             # "lesions are in the liver", "tumour volume in the liver"
-            while k < len(words) and k - m.end < 3 and (words[k] in _COPULA or any(
-                    x.kind == "action" and x.start <= k < x.end for x in mentions)):
+            while k < len(words) and k - m.end < 4 and (words[k] in _COPULA or any(
+                    x.kind in ("action", "if_any") and x.start <= k < x.end for x in mentions)):
                 k += 1
             if after is not None and k < len(words) and words[k] in _PREPOSITIONS \
                     and after.start - k <= 8 and gap_ok(k, after.start):
@@ -446,8 +458,9 @@ class Parser:
                     continue
                 between = words[m.end:t.start]
                 asked_where = any(w in ("which", "where") for w in words[max(0, t.start - 4):t.start])
+                own_host = (m.host,) if m.kind == "lesion_word" and m.host is not None else ()
                 if (t.start - m.end <= 8 and "and" not in between and "or" not in between
-                        and gap_ok(m.end, t.start)) or asked_where:
+                        and gap_ok(m.end, t.start, also=own_host)) or asked_where:
                     hosts_used.add(id(t))
                     if not m.side and t.side:
                         m.side = t.side
