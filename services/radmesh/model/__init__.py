@@ -1,0 +1,1 @@
+"""The text-conditioned universal segmentation model (Universal Model design)."""

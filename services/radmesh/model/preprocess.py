@@ -1,0 +1,94 @@
+"""Model space: canonical orientation, the model's spacing, the HU window, the body crop.
+
+Training and inference share these functions, so what the model sees is
+identical in both. The canonical grid is axis-aligned in LPS (identity
+direction), covers the input's whole physical extent, and has isotropic
+``spacing_mm`` voxels: one resampling handles orientation, oblique acquisitions
+and anisotropic spacing at once. Label maps go back to the input's own grid with
+nearest-neighbour resampling (``from_model_space``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from radmesh.common.imageio import to_sitk
+from radmesh.common.volume import Geometry, Volume
+
+MODEL_SPACING_MM = 1.5   # the Universal Model's spacing
+FAST_SPACING_MM = 3.0    # --fast, for CPU-only users
+HU_WINDOW = (-175.0, 250.0)
+AIR_HU = -1024.0
+BODY_HU = -500.0         # above this is body (soft tissue, lung excepted by the fill)
+
+
+def canonical_grid(geometry: Geometry, spacing_mm: float) -> Geometry:
+    """The axis-aligned LPS grid of ``spacing_mm`` voxels that covers ``geometry``'s extent."""
+    shape = np.asarray(geometry.shape_zyx)
+    corners_zyx = np.array([[k, j, i] for k in (-0.5, shape[0] - 0.5) for j in (-0.5, shape[1] - 0.5)
+                            for i in (-0.5, shape[2] - 0.5)])
+    lps = geometry.to_lps(corners_zyx)
+    lo, hi = lps.min(axis=0), lps.max(axis=0)
+    size_xyz = [max(1, math.ceil((h - lo_) / spacing_mm - 1e-6)) for lo_, h in zip(lo, hi)]
+    origin = lo + spacing_mm / 2.0
+    return Geometry(tuple(reversed(size_xyz)), (spacing_mm,) * 3, tuple(origin), np.eye(3))
+
+
+def resample(volume: Volume, target: Geometry, nearest: bool, default: float) -> Volume:
+    """``volume`` resampled onto ``target`` (linear for images, nearest for labels)."""
+    ref = sitk.Image([int(s) for s in reversed(target.shape_zyx)], sitk.sitkUInt8)
+    ref.SetSpacing(target.spacing_xyz_mm)
+    ref.SetOrigin(target.origin_lps_mm)
+    ref.SetDirection(tuple(float(v) for v in target.direction.ravel()))
+    image = to_sitk(volume)
+    if not nearest and image.GetPixelID() != sitk.sitkFloat32:
+        image = sitk.Cast(image, sitk.sitkFloat32)
+    out = sitk.Resample(image, ref, sitk.Transform(), sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear,
+                        float(default), image.GetPixelID())
+    return Volume(sitk.GetArrayFromImage(out), target)
+
+
+def window(hu: np.ndarray) -> np.ndarray:
+    """HU → [0, 1] over HU_WINDOW, float32."""
+    lo, hi = HU_WINDOW
+    return np.clip((hu.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def to_model_space(ct: Volume, spacing_mm: float = MODEL_SPACING_MM) -> Volume:
+    """CT (HU, any grid) → windowed float32 on the canonical grid."""
+    grid = canonical_grid(ct.geometry, spacing_mm)
+    hu = resample(ct, grid, nearest=False, default=AIR_HU)
+    return Volume(window(hu.array), grid)
+
+
+def labels_to_model_space(labels: Volume, grid: Geometry) -> Volume:
+    return resample(labels, grid, nearest=True, default=0)
+
+
+def from_model_space(labels: Volume, original: Geometry) -> Volume:
+    """A label map on the canonical grid → the input CT's grid (nearest neighbour)."""
+    return resample(labels, original, nearest=True, default=0)
+
+
+def body_box(windowed: np.ndarray, margin: int = 4) -> tuple[slice, slice, slice]:
+    """Bounding box (z, y, x slices) of the largest body component, with a margin in voxels.
+
+    The body is everything denser than BODY_HU in the largest connected component;
+    air around the patient (often half of a CT's voxels) need not be segmented.
+    """
+    lo, hi = HU_WINDOW
+    threshold = (BODY_HU - lo) / (hi - lo)  # ≤ 0: the window clips at -175 HU, so use raw > 0
+    mask = windowed > max(threshold, 0.0)
+    if not mask.any():
+        return tuple(slice(0, n) for n in windowed.shape)
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    return tuple(slice(max(0, s.start - margin), min(dim, s.stop + margin)) for s, dim in zip(box, windowed.shape))
