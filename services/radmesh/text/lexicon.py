@@ -159,7 +159,7 @@ OUT_OF_VOCABULARY = {tuple(p.split()) for p in (
     "iliac", "iliac artery", "subclavian", "jugular", "sternum", "clavicle", "scapula", "pelvis",
     "bile duct", "common bile duct", "cbd", "biliary", "bile ducts", "ureter", "urethra",
     "mesenteric", "superior mesenteric artery", "superior mesenteric vein", "sma", "smv", "renal artery",
-    "renal vein", "gonadal", "carotid artery", "tumor board", "mdt", "multidisciplinary meeting",
+    "renal vein", "gonadal", "carotid artery", "pituitary", "superior vena cava", "svc", "tumor board", "mdt", "multidisciplinary meeting",
 )}
 
 # Actions: phrase → action. Multi-word phrases win over their words.
@@ -225,7 +225,7 @@ pet email mail send call phone coffee lunch dinner music song news stock price p
 password login print printer fax bill billing insurance referral order orders refill prescription
 prescribe dose dosage medication medications drug drugs allergy allergies translate translation
 recipe football game movie hotel flight taxi tell say said says talk chat story poem hello
-common total separately separate rain leeds london city
+common total separately separate rain leeds london city canal
 """.split())
 
 # Presence questions: with a count ("how many ... are there?") they ask for a number, not

@@ -47,7 +47,8 @@ _MAX_PHRASE = 5
 _PREPOSITIONS = {"in", "of", "within", "involving", "on", "at", "from", "inside", "arising", "affecting",
                  "along", "near", "into", "off", "abutting", "adjacent"}
 _SKIPPABLE = L.FILLER | {"and", "its", "their"}
-_COPULA = {"are", "is", "was", "were", "located", "situated", "seen", "lying", "that", "which", "sitting"}
+_COPULA = {"are", "is", "was", "were", "located", "situated", "seen", "lying", "that", "which", "sitting", "burden",
+           "load"}
 # The organ concept a lesion class belongs to (for sub-regions and sides).
 _LESION_CONCEPT = {**{c: k for k, c in L.TUMOR_OF.items() if k != "rectum"}, **{c: k for k, c in L.CYST_OF.items()}}
 
@@ -344,7 +345,17 @@ class Parser:
             return m.words == "segment" and m.end < len(words) and (words[m.end].isdigit() or words[m.end] in
                                                                    ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii"))
 
-        actions = {m.value for m in mentions if m.kind == "action" and not negated(m) and not couinaud(m)}
+        citing = {"says", "say", "said", "mentions", "mentioned", "describes", "described", "notes", "noted",
+                  "states", "stated", "reported", "seen", "shows", "showed"}
+
+        def cited(m: _Mention) -> bool:  # "the report says ...", "mentioned in the report": a source
+            if m.value != "report" or m.start == 0 or words[m.start - 1] != "the":
+                return False
+            return (m.end < len(words) and words[m.end] in citing) or (
+                m.start >= 3 and words[m.start - 2] in ("in", "from", "per") and words[m.start - 3] in citing)
+
+        actions = {m.value for m in mentions if m.kind == "action" and not negated(m) and not couinaud(m)
+                   and not cited(m)}
         # "how many ... are there?" asks for a count, not whether any exist
         count_at = min((m.start for m in mentions if m.kind == "action" and m.value == "count"), default=None)
         if_any = any(m.kind == "if_any" and not (count_at is not None and m.start > count_at
@@ -419,7 +430,7 @@ class Parser:
                 m.host = after
                 # "lesions in the liver and lungs": every coordinated organ hosts one
                 more, last = [], after
-                for t in things[things.index(after) + 1:]:
+                for t in (things[things.index(after) + 1:] if m.plural else []):
                     if t.kind == "organ" and t.value in L.TUMOR_OF and t.start - last.end <= 3 \
                             and "and" in words[last.end:t.start] and gap_ok(last.end, t.start):
                         more.append(t)
@@ -465,6 +476,14 @@ class Parser:
                     if not m.side and t.side:
                         m.side = t.side
                 break
+
+        # "which lobe of the liver is the HCC in?": the organ only says where to look
+        for t in things:
+            if t.kind != "organ" or id(t) in hosts_used:
+                continue
+            if any(w in ("which", "where") for w in words[max(0, t.start - 4):t.start]) and any(
+                    self._concept(m) == t.value for m in things if m.start > t.end and m.kind in ("lesion", "lesion_word")):
+                hosts_used.add(id(t))
 
         targets: list[Target] = []
         oov_phrases: list[str] = []
@@ -543,8 +562,11 @@ class Parser:
                 min(owners, key=lambda t: min(abs(t.start - m.end), abs(m.start - t.end)))
             a, b = owner.extra["targets"]
             for k in range(a, b):
-                targets[k] = Target(targets[k].class_index, targets[k].laterality, sub, targets[k].phrase,
-                                    targets[k].score)
+                t = targets[k]
+                if t.subregion:  # "the right lobe and left lobe": one target per sub-region
+                    targets.append(Target(t.class_index, t.laterality, sub, t.phrase, t.score))
+                else:
+                    targets[k] = Target(t.class_index, t.laterality, sub, t.phrase, t.score)
 
         # left-over phrases: the encoder's similarity, then a refusal if nothing was understood
         suggestions: tuple[int, ...] = ()
