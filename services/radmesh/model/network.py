@@ -167,4 +167,7 @@ def build_model(backbone: str = "unet_compact", embed_dim: int = 384, **kwargs) 
     return UniversalModel(BACKBONES[backbone](**kwargs), embed_dim)
 
 
-BACKBONES = {"unet_compact": CompactUNet}
+from radmesh.model.backbones import PUBLISHED_BACKBONES  # noqa: E402 - they subclass nothing here
+
+# unet_compact: ours, for CPU serving; unet_universal and swinunetr: the published layouts.
+BACKBONES = {"unet_compact": CompactUNet, **PUBLISHED_BACKBONES}
