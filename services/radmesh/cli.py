@@ -164,6 +164,63 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- model: segment / export / train / evaluate -----------------------------------
+def cmd_segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from radmesh.common.imageio import read_volume
+    from radmesh.model.runtime import load, resolve_targets, segment_to_folder
+
+    from radmesh.model.pipeline import check_classes
+
+    # refuse what cannot be answered before reading the CT
+    classes, _ = resolve_targets(args.prompt, _parse_classes(args.classes))
+    check_classes(classes, load(args.weights)[1]["classes"])
+    ct = read_volume(args.ct)
+    bar = tqdm(total=0, unit="window", desc="segment", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = segment_to_folder(ct, args.out, prompt=args.prompt, classes=_parse_classes(args.classes),
+                                    weights=args.weights, fast=args.fast, overlap=args.overlap, progress=progress)
+    finally:
+        bar.close()
+    if not args.quiet:
+        for c in summary["classes"]:
+            state = f"{c['volume_ml']:9.1f} mL" if c["found"] else "not found"
+            print(f"{c['name']:<30} {state}")
+        print(f"wrote {args.out}/labels.nii.gz and {args.out}/segmentation.json "
+              f"({summary['timings_s']['total']:.1f} s, {summary['windows']} windows)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from radmesh.model.runtime import onnx_for
+
+    path, result = onnx_for(args.weights, args.out)
+    checked = f" (max |logit difference| vs PyTorch {result.max_abs_diff:.2e})" \
+        if result is not None and result.max_abs_diff is not None else " (cached)"
+    print(f"wrote {path}{checked}")
+    print("TensorRT: scripts/build_trt_plan.sh " + str(path) + " model.plan   (on a GPU node with trtexec)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from radmesh.model.train import main as train_main
+
+    return train_main(args.rest)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from radmesh.model.evaluate import main as evaluate_main
+
+    return evaluate_main(args.rest)
+
+
 # ---- serve / up --------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     from radmesh.common.config import serve_config_from_args
@@ -236,6 +293,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=60.0, help="deadline of the remote call, s")
     p.set_defaults(func=cmd_encode)
 
+    p = sub.add_parser("segment", help="segment a CT from a request or class list (in-process, ONNX Runtime)")
+    p.add_argument("--ct", required=True, help="CT: NIfTI file or DICOM folder")
+    p.add_argument("--prompt", help='what to segment, e.g. "segment the pancreatic tumor"')
+    p.add_argument("--classes", help="or vocabulary classes, indices or names, comma-separated")
+    p.add_argument("--out", required=True, help="output folder (labels.nii.gz, segmentation.json)")
+    p.add_argument("--weights", help="model weights (default: the shipped reference model)")
+    p.add_argument("--fast", action="store_true", help="3 mm instead of 1.5 mm: faster, coarser")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap, 0..0.9")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("export", help="export the model to ONNX (verified against PyTorch)")
+    p.add_argument("--weights", help="model weights (default: the shipped reference model)")
+    p.add_argument("--out", help="ONNX file to write (default: the cache radmesh segment uses)")
+    p.set_defaults(func=cmd_export)
+
+    for name, func, what in (("train", cmd_train, "train the model on synthetic phantoms"),
+                             ("evaluate", cmd_evaluate, "evaluate weights on held-out phantoms")):
+        p = sub.add_parser(name, help=what, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=f"arguments of {name} (see radmesh {name} --help)")
+        p.set_defaults(func=func)
+
     p = sub.add_parser("serve", help="run one service of the mesh")
     serve_sub = p.add_subparsers(dest="service", required=True, metavar="SERVICE")
     for name, info in SERVICES.items():
@@ -256,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        # train and evaluate own their flags (and --help); hand them the rest of the line
+        if argv and argv[0] in ("train", "evaluate"):
+            return cmd_train(argparse.Namespace(rest=argv[1:])) if argv[0] == "train" else \
+                cmd_evaluate(argparse.Namespace(rest=argv[1:]))
         parser = build_parser()
         args = parser.parse_args(argv)
         return args.func(args)

@@ -33,7 +33,7 @@ then label boundaries (voxels whose 6-neighbourhood holds another label) and
 structure interiors. Patch centres: 40 % on a lesion voxel (when the case has one),
 40 % on a voxel of a class drawn uniformly among those present (so the gall bladder
 and pancreas are seen as often as the liver), 20 % uniform in the body box; then
-jittered by up to ±24 voxels.
+jittered by up to ±patch/4 voxels (±24 at 96³).
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def weights_dict(model: torch.nn.Module, settings: dict, table: np.ndarray, enco
         hu_window=[float(v) for v in HU_WINDOW], patch_size=int(settings["patch"]),
         organ_targets_include_lesions=True,
         state_dict={k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
-        training=training,
+        training=json.loads(json.dumps(training, default=str)),  # plain types only (weights_only loading)
     )
 
 
@@ -163,13 +163,16 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
           classes: tuple[int, ...] = PHANTOM_CLASSES, backbone: str = DEFAULT_BACKBONE,
           backbone_kwargs: dict | None = None, first_phantom_seed: int = FIRST_TRAINING_SEED,
           weights_path: str | os.PathLike | None = None, log_every: int = 10,
-          stop_after: int | None = None, sampler: PhantomPatchSampler | None = None) -> dict:
+          stop_after: int | None = None, sampler: PhantomPatchSampler | None = None,
+          reschedule: bool = False) -> dict:
     """Train for ``steps`` steps (resuming from ``out_dir/checkpoint.pt`` when present).
 
     ``stop_after`` ends the run early after that many total steps (schedule unchanged; a
     checkpoint is written) — a later call with the same settings resumes. Returns a
     summary dict: steps, final_loss (mean of the last ≤ 20 steps), wall_s, paths.
-    ``sampler`` replaces the phantom sampler (tests use a fixed-batch one).
+    ``sampler`` replaces the phantom sampler (tests use a fixed-batch one). ``reschedule``
+    lets a resumed run change ``steps`` (and so the remaining LR schedule: the cosine
+    continues from the same step on the new length); all other settings must match.
     """
     if steps < 1 or batch_size < 1:
         raise InvalidInputError("steps and batch_size must be ≥ 1")
@@ -196,10 +199,17 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
                                       refresh_count=refresh_count, num_points=num_points, patch=patch,
                                       first_phantom_seed=first_phantom_seed)
     step, history, wall_before = 0, [], 0.0
+    rescheduled: list[dict] = []
     if resume and ck_path.exists():
         ck = _load_checkpoint(ck_path)
-        if ck["settings"] != settings:
-            diff = sorted(k for k in settings if ck["settings"].get(k) != settings[k])
+        diff = sorted(k for k in settings if ck["settings"].get(k) != settings[k])
+        if reschedule and set(diff) <= {"steps", "warmup"} and int(ck["step"]) <= steps:
+            rescheduled.append(dict(at_step=int(ck["step"]), from_steps=int(ck["settings"]["steps"]), to_steps=int(steps)))
+            settings["warmup"] = ck["settings"]["warmup"]
+            warmup = int(settings["warmup"])
+            ck["settings"] = dict(ck["settings"], steps=settings["steps"])
+            diff = []
+        if diff:
             raise FailedPreconditionError(f"checkpoint {ck_path} was written with other settings ({', '.join(diff)}); "
                                           "use another out_dir or resume=False")
         if ck["encoder_id"] != encoder_id or not torch.equal(ck["class_embedding"], emb):
@@ -212,6 +222,7 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
         sampler.load_state_dict(ck["sampler"])
         step, history = int(ck["step"]), list(ck["history"])
         wall_before = float(ck["training_summary"].get("wall_s", 0.0))
+        rescheduled = list(ck["training_summary"].get("rescheduled", [])) + rescheduled
 
     def summary(wall: float) -> dict:
         tail = history[-20:]
@@ -219,8 +230,8 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
                     lr=float(lr), weight_decay=float(weight_decay), warmup=int(warmup), num_points=int(num_points),
                     patch=int(patch), phantom_seeds=[int(s) for s in sampler.state_dict().get("used_seeds", [])],
                     final_loss=float(np.mean(tail)) if tail else float("nan"), wall_s=float(wall),
-                    torch=torch.__version__, threads=int(torch.get_num_threads()),
-                    machine=f"{platform.machine()} {os.cpu_count()} CPU", device="cpu")
+                    torch=str(torch.__version__), threads=int(torch.get_num_threads()),
+                    machine=f"{platform.machine()} {os.cpu_count()} CPU", device="cpu", rescheduled=rescheduled)
 
     def save_checkpoint(wall: float) -> None:
         _atomic_save(dict(settings=settings, step=step, model=model.state_dict(), optimizer=opt.state_dict(),
@@ -360,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m radmesh.model.train OUT_DIR STEPS [--seed N] [--lr X] ...`` (the CLI proper is ``radmesh train``)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m radmesh.model.train")
+    ap = argparse.ArgumentParser(prog="radmesh train")
     ap.add_argument("out_dir")
     ap.add_argument("steps", type=int)
     ap.add_argument("--seed", type=int, default=0)
@@ -369,15 +380,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-every", type=int, default=100)
     ap.add_argument("--num-points", type=int, default=65536)
     ap.add_argument("--pool-size", type=int, default=12)
+    ap.add_argument("--patch", type=int, default=PATCH)
+    ap.add_argument("--refresh-every", type=int, default=50)
+    ap.add_argument("--refresh-count", type=int, default=3)
     ap.add_argument("--stop-after", type=int, default=None)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--reschedule", action="store_true", help="resume with a different number of steps")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     res = train(a.out_dir, a.steps, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
-                checkpoint_every=a.checkpoint_every, num_points=a.num_points, pool_size=a.pool_size,
+                checkpoint_every=a.checkpoint_every, num_points=a.num_points, pool_size=a.pool_size, patch=a.patch,
+                refresh_every=a.refresh_every, refresh_count=a.refresh_count,
                 stop_after=a.stop_after, weights_path=a.weights, resume=not a.no_resume,
-                progress=not a.no_progress)
+                progress=not a.no_progress, reschedule=a.reschedule)
     print(json.dumps({k: v for k, v in res.items() if k != "phantom_seeds"}, indent=1))
     return 0
 

@@ -1,0 +1,273 @@
+"""Per-class probabilities → one label map: the Universal Model's post-processing, rule by rule.
+
+The model is multi-label (one sigmoid per class, an organ's target includes the
+lesions it hosts), so its raw output is K overlapping masks. :func:`postprocess`
+turns (K, Z, Y, X) probabilities on the model's grid into one uint8 label map of
+vocabulary indices (0 background) with these rules, applied in this order:
+
+1. **Threshold.** A class claims a voxel where its probability is > ``threshold`` (0.5).
+2. **Lungs left/right** (only when both Right Lung 16 and Left Lung 17 are requested).
+   The union of both lung masks is split by the body's mid-sagittal plane: voxels on
+   the patient's right of it become Right Lung, the others Left Lung, each with the
+   higher of the two lung probabilities. This fixes a lung predicted on the wrong side
+   or under both names. The plane passes through the centroid of ``body_mask`` and is
+   perpendicular to the body's in-plane long (left–right) axis, so a patient rotated
+   on the table a few degrees is still split down the middle; without a body mask,
+   or for a body too round to have a long axis, it is the plane x = centroid
+   (of the body, else of the lungs).
+3. **Organs:** only the largest 26-connected component is kept (an organ is one piece).
+4. **Vessels:** components of at least ``min_vessel_mm3`` are kept (vessels are
+   legitimately cut into several pieces by a scan's field of view or by branching;
+   specks are noise).
+5. **Lesions inside their host.** A lesion class whose host organs (vocabulary
+   ``host``) were requested keeps only voxels inside the union of those hosts'
+   masks (after rules 2–4) dilated by ``host_dilation_mm`` (a tumour may bulge out
+   of its organ). If no host was requested the lesions are kept as they are. If a
+   lesion's hosts form a left/right pair (kidneys, lungs) and only one side was
+   requested, the other side's lesions could not be told from false positives, so
+   the lesions are again kept as they are (request both sides, or neither).
+6. **Small lesions:** lesion components (26-connected) smaller than
+   ``min_lesion_mm3`` are removed (applied after rule 5, so the part of a lesion
+   left inside its host is what is measured).
+7. **Overlaps.** Where a lesion and one of its host organs both claim a voxel, the
+   lesion wins whatever the probabilities (the label-map convention: lesion labels
+   override their host organ). Any other conflict goes to the class with the highest
+   probability (ties: the class requested first).
+
+Arrays are (z, y, x) on an isotropic or anisotropic grid with ``spacing_zyx_mm``;
+the x index must increase towards the patient's left (the canonical LPS grid of
+:mod:`radmesh.model.preprocess`), which rule 2 relies on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from radmesh.common import vocabulary as vocab
+from radmesh.common.errors import InvalidInputError
+
+THRESHOLD = 0.5
+MIN_LESION_MM3 = 20.0          # ≈ a sphere of 3.4 mm diameter (6 voxels at 1.5 mm)
+MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
+HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
+MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
+STRUCT26 = ndimage.generate_binary_structure(3, 3)
+
+
+def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
+                spacing_zyx_mm: float | Sequence[float], *, threshold: float = THRESHOLD,
+                min_lesion_mm3: float = MIN_LESION_MM3, min_vessel_mm3: float = MIN_VESSEL_MM3,
+                host_dilation_mm: float = HOST_DILATION_MM, body_mask: np.ndarray | None = None) -> np.ndarray:
+    """(K, Z, Y, X) probabilities in [0, 1] of ``class_indices`` (K vocabulary indices, request
+    order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
+
+    ``spacing_zyx_mm``: the voxel size (one number if isotropic); ``body_mask`` (Z, Y, X) bool,
+    optional: the patient's body, for the lung midline. ``probabilities`` is not modified.
+    """
+    classes = [int(c) for c in class_indices]
+    probs = np.asarray(probabilities)
+    if probs.ndim != 4 or probs.shape[0] != len(classes):
+        raise InvalidInputError(f"probabilities must be (K, Z, Y, X) with K = {len(classes)} classes, "
+                                f"got shape {probs.shape}")
+    if len(set(classes)) != len(classes):
+        raise InvalidInputError(f"class indices must be distinct, got {classes}")
+    for c in classes:
+        vocab.get(c)
+    spacing = _spacing3(spacing_zyx_mm)
+    voxel_mm3 = float(np.prod(spacing))
+    shape = probs.shape[1:]
+    if body_mask is not None and body_mask.shape != shape:
+        raise InvalidInputError(f"body_mask shape {body_mask.shape} does not match the probabilities' {shape}")
+
+    # 1. threshold. Masks and probabilities are kept per class; a lung split replaces both.
+    masks = {c: probs[i] > threshold for i, c in enumerate(classes)}
+    prob = {c: probs[i] for i, c in enumerate(classes)}
+
+    # 2. lungs split left/right by the body midline.
+    if vocab.RIGHT_LUNG in masks and vocab.LEFT_LUNG in masks:
+        right, left, p = split_lungs(masks[vocab.RIGHT_LUNG], masks[vocab.LEFT_LUNG],
+                                     prob[vocab.RIGHT_LUNG], prob[vocab.LEFT_LUNG], body_mask, spacing)
+        masks[vocab.RIGHT_LUNG], masks[vocab.LEFT_LUNG] = right, left
+        prob[vocab.RIGHT_LUNG] = prob[vocab.LEFT_LUNG] = p
+
+    # 3. organs: largest component; 4. vessels: components above a size.
+    for c in classes:
+        kind = vocab.get(c).kind
+        if kind is vocab.Kind.ORGAN:
+            masks[c] = largest_component(masks[c])
+        elif kind is vocab.Kind.VESSEL:
+            masks[c] = remove_small_components(masks[c], min_voxels=min_vessel_mm3 / voxel_mm3)
+
+    # 5. lesions inside their dilated host; 6. small lesions removed.
+    for c in classes:
+        if not vocab.get(c).is_lesion:
+            continue
+        region = host_region(c, classes)
+        if region:
+            host = np.zeros(shape, dtype=bool)
+            for h in region:
+                host |= masks[h]
+            masks[c] &= dilate_mm(host, host_dilation_mm, spacing)
+        masks[c] = remove_small_components(masks[c], min_voxels=min_lesion_mm3 / voxel_mm3)
+
+    # 7. overlaps.
+    return resolve_overlaps(classes, masks, prob)
+
+
+def host_region(lesion: int, requested: Sequence[int]) -> tuple[int, ...]:
+    """The requested host organs a lesion class is confined to (rule 5); () = not confined."""
+    hosts = vocab.get(lesion).host
+    present = tuple(h for h in hosts if h in requested)
+    if not present:
+        return ()
+    for h in hosts:
+        other = vocab.counterpart(h)
+        if other is not None and other in hosts and (h in requested) != (other in requested):
+            return ()
+    return present
+
+
+def resolve_overlaps(classes: Sequence[int], masks: dict[int, np.ndarray],
+                     prob: dict[int, np.ndarray]) -> np.ndarray:
+    """Rule 7: one label per voxel; a lesion beats its host organs, otherwise the highest probability."""
+    shape = next(iter(masks.values())).shape
+    labels = np.zeros(shape, dtype=np.uint8)
+    best = np.full(shape, -1.0, dtype=np.float32)
+    lesions_of = {c: [les for les in classes if c in vocab.get(les).host] for c in classes}
+    for c in classes:
+        m = masks[c]
+        box = _box(m)
+        if box is None:
+            continue
+        claim = m[box].copy()
+        for les in lesions_of[c]:          # a host organ yields to its lesions
+            claim &= ~masks[les][box]
+        p = prob[c][box]
+        win = claim & (p > best[box])
+        best[box][win] = p[win]
+        labels[box][win] = c
+    return labels
+
+
+# ---- rule helpers ---------------------------------------------------------------------
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of ``mask`` (``mask`` itself if it has ≤ 1)."""
+    box = _box(mask)
+    if box is None:
+        return mask
+    comps, n = ndimage.label(mask[box], structure=STRUCT26)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(comps.ravel())
+    sizes[0] = 0
+    out = np.zeros_like(mask)
+    out[box] = comps == int(np.argmax(sizes))
+    return out
+
+
+def remove_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    """``mask`` without its 26-connected components of fewer than ``min_voxels`` voxels."""
+    box = _box(mask)
+    if box is None or min_voxels <= 1:
+        return mask
+    comps, n = ndimage.label(mask[box], structure=STRUCT26)
+    sizes = np.bincount(comps.ravel())
+    keep = sizes >= min_voxels
+    keep[0] = False
+    if keep[1:].all():
+        return mask
+    out = np.zeros_like(mask)
+    out[box] = keep[comps]
+    return out
+
+
+def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_zyx_mm: Sequence[float]) -> np.ndarray:
+    """``mask`` dilated by an ellipsoid of ``radius_mm`` (in millimetres on this grid)."""
+    if radius_mm <= 0 or not mask.any():
+        return mask
+    r = [max(0, int(math.floor(radius_mm / s))) for s in spacing_zyx_mm]
+    if max(r) == 0:
+        return mask
+    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    sz, sy, sx = spacing_zyx_mm
+    ball = (zz * sz) ** 2 + (yy * sy) ** 2 + (xx * sx) ** 2 <= radius_mm ** 2 + 1e-9
+    box = _box(mask, pad=r, shape=mask.shape)
+    out = np.zeros_like(mask)
+    out[box] = ndimage.binary_dilation(mask[box], structure=ball)
+    return out
+
+
+def split_lungs(right: np.ndarray, left: np.ndarray, p_right: np.ndarray, p_left: np.ndarray,
+                body_mask: np.ndarray | None, spacing_zyx_mm: Sequence[float]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rule 2: (right lung mask, left lung mask, lung probability) from the two predicted masks."""
+    union = right | left
+    p = np.maximum(p_right, p_left)
+    if not union.any():
+        return right, left, p
+    side = _left_of_midline(union, body_mask, spacing_zyx_mm)
+    return union & ~side, union & side, p
+
+
+def _left_of_midline(union: np.ndarray, body_mask: np.ndarray | None,
+                     spacing_zyx_mm: Sequence[float]) -> np.ndarray:
+    """Bool (Z, Y, X): True on the patient's left of the body's mid-sagittal plane."""
+    centre, axis = midline(body_mask, spacing_zyx_mm) if body_mask is not None and body_mask.any() else (None, None)
+    if centre is None:
+        centre = np.argwhere(union.any(axis=0)).mean(axis=0)   # (y, x) centroid of the lungs' footprint
+        axis = np.array([0.0, 1.0])
+    _, sy, sx = spacing_zyx_mm
+    ny, nx = union.shape[1:]
+    y = (np.arange(ny) - centre[0]) * sy
+    x = (np.arange(nx) - centre[1]) * sx
+    signed = y[:, None] * axis[0] + x[None, :] * axis[1]     # mm along the left-pointing long axis
+    return np.broadcast_to(signed[None] >= 0, union.shape)
+
+
+def midline(body_mask: np.ndarray, spacing_zyx_mm: Sequence[float]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The body's mid-sagittal line in the axial plane: (centre (y, x) in voxels, unit left-right
+    axis (y, x) pointing to the patient's left, in mm); (centre, x axis) for a round body."""
+    pts = np.argwhere(body_mask[::2, ::2, ::2])[:, 1:].astype(np.float64) * 2.0  # (y, x) in voxels
+    if len(pts) < 10:
+        return None, None
+    centre = pts.mean(axis=0)
+    _, sy, sx = spacing_zyx_mm
+    mm = (pts - centre) * np.array([sy, sx])
+    evals, evecs = np.linalg.eigh(np.cov(mm.T))
+    axis = evecs[:, 1]                               # the long in-plane axis
+    if evals[1] < (MIN_BODY_ELONGATION ** 2) * evals[0] or abs(axis[1]) < abs(axis[0]):
+        axis = np.array([0.0, 1.0])                  # round body, or long axis front-back: use x
+    if axis[1] < 0:
+        axis = -axis                                 # point to the patient's left (+x in LPS)
+    return centre, axis
+
+
+def _box(mask: np.ndarray, pad: Sequence[int] = (0, 0, 0), shape: Sequence[int] | None = None
+         ) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask`` (None if empty), grown by ``pad`` voxels within ``shape``."""
+    if not mask.any():
+        return None
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        if shape is not None:
+            lo, hi = max(0, lo - pad[axis]), min(shape[axis], hi + pad[axis])
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+def _spacing3(spacing: float | Sequence[float]) -> tuple[float, float, float]:
+    if np.isscalar(spacing):
+        s = (float(spacing),) * 3
+    else:
+        s = tuple(float(v) for v in spacing)  # type: ignore[union-attr]
+    if len(s) != 3 or not all(np.isfinite(s)) or min(s) <= 0:
+        raise InvalidInputError(f"spacing must be one or three positive millimetre values, got {spacing!r}")
+    return s  # type: ignore[return-value]

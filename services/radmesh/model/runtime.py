@@ -1,0 +1,114 @@
+"""The model as a user runs it: shipped weights → cached ONNX graph → ONNX Runtime.
+
+``radmesh segment`` and ``radmesh export`` go through here. The ONNX graph of a
+weights file is exported once and cached under ``RADMESH_CACHE`` (default
+``~/.cache/radmesh``), named by the weights' SHA-256, so a changed weights file
+never runs with a stale graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from radmesh.common import vocabulary as vocab
+from radmesh.common.errors import FailedPreconditionError, InvalidInputError
+from radmesh.common.fileio import write_text_atomic
+from radmesh.common.imageio import write_volume
+from radmesh.common.volume import Volume
+from radmesh.model.evaluate import default_weights_path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RADMESH_CACHE", Path.home() / ".cache" / "radmesh"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load(weights: str | os.PathLike | None = None):
+    """(model, meta) of a weights file (default: the shipped reference weights)."""
+    from radmesh.model.train import load_weights
+
+    path = Path(weights) if weights else default_weights_path()
+    if not path.is_file():
+        raise FailedPreconditionError(f"model weights {path} not found (set RADMESH_MODEL_WEIGHTS or --weights)")
+    return load_weights(path)
+
+
+def onnx_for(weights: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> tuple[Path, Any]:
+    """The verified ONNX graph of ``weights`` (exported on first use) and the export result or None if cached."""
+    from radmesh.model.export import export_onnx
+
+    model, meta = load(weights)
+    path = Path(meta["path"])
+    target = Path(out) if out else cache_dir() / "onnx" / f"{_sha256(path)[:16]}.onnx"
+    if target.is_file() and out is None:
+        return target, None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = export_onnx(model, target, metadata={"radmesh.model_version": str(meta.get("model_version", "")),
+                                                  "radmesh.encoder_id": str(meta.get("encoder_id", "")),
+                                                  "radmesh.classes": ",".join(str(c) for c in meta["classes"])})
+    return target, result
+
+
+def resolve_targets(prompt: str | None, classes: Sequence[int] | None) -> tuple[list[int], dict[str, Any] | None]:
+    """Classes from explicit indices, or from a prompt through Parse (refusing what it cannot map)."""
+    if classes:
+        return [vocab.get(c).index for c in classes], None
+    if not prompt:
+        raise InvalidInputError("give --prompt or --classes")
+    from radmesh.text.parse import parse
+
+    intent = parse(prompt)
+    if intent.unsupported or not intent.targets:
+        near = ", ".join(vocab.get(c).name for c in intent.suggestions)
+        raise InvalidInputError(f"nothing to segment in {prompt!r}: {intent.unsupported_phrase or 'no target'} is "
+                                f"not in the vocabulary" + (f" (nearest: {near})" if near else ""))
+    out: list[int] = []
+    for t in intent.targets:
+        if t.class_index not in out:
+            out.append(t.class_index)
+    return out, intent.to_dict()
+
+
+def segment_to_folder(ct: Volume, out_dir: str | os.PathLike, prompt: str | None = None,
+                      classes: Sequence[int] | None = None, weights: str | os.PathLike | None = None,
+                      fast: bool = False, overlap: float | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Segment in-process with ONNX Runtime; write labels.nii.gz and segmentation.json to ``out_dir``."""
+    from radmesh.model.onnx_runner import OnnxRunner
+    from radmesh.model.pipeline import DEFAULT_OVERLAP, check_classes, class_table_from_meta, segment
+    from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM
+
+    requested, intent = resolve_targets(prompt, classes)
+    _, meta = load(weights)
+    check_classes(requested, meta["classes"])  # refuse before any heavy work
+    onnx_path, _ = onnx_for(weights)
+    result = segment(ct, requested, OnnxRunner(onnx_path), class_table_from_meta(meta),
+                     spacing_mm=FAST_SPACING_MM if fast else MODEL_SPACING_MM,
+                     overlap=DEFAULT_OVERLAP if overlap is None else overlap, progress=progress,
+                     validated_classes=meta["classes"])
+    out = Path(out_dir)
+    write_volume(result.labels, out / "labels.nii.gz")
+    summary = {
+        "prompt": prompt, "intent": intent,
+        "classes": [{"class_index": c, "name": vocab.get(c).name, "found": result.voxel_counts[c] > 0,
+                     "voxel_count": result.voxel_counts[c], "volume_ml": round(result.volumes_ml[c], 3)}
+                    for c in result.class_indices],
+        "model": {"model_version": meta.get("model_version"), "encoder_id": meta.get("encoder_id"),
+                  "weights": str(meta["path"]), "runtime": "onnxruntime"},
+        "spacing_mm": result.spacing_mm, "windows": result.windows,
+        "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+    }
+    write_text_atomic(out / "segmentation.json", json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,287 @@
+"""The segmentation pipeline (radmesh.model.pipeline) and its post-processing, without trained weights.
+
+Geometry and progress are checked with a stand-in runner whose logits are a function
+of intensity alone, so the expected label map can be computed directly on the CT's
+own grid. The post-processing rules are checked one by one on synthetic
+probability maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data.utils import dense_patch_slices
+from scipy import ndimage
+
+from radmesh.common import vocabulary as V
+from radmesh.common.errors import FailedPreconditionError, InvalidInputError
+from radmesh.model.postprocess import midline, postprocess
+from radmesh.model.preprocess import FAST_SPACING_MM, HU_WINDOW
+from radmesh.model.pipeline import (check_classes, class_embeddings, class_table_from_meta, segment, window_count)
+from radmesh.phantom.generator import PhantomConfig, generate
+
+E = 16
+TABLE = np.random.default_rng(0).standard_normal((V.NUM_CLASSES, E)).astype(np.float32)
+BRIGHT_HU = 100.0     # contrast-enhanced organs, vessels and bone
+
+
+class ThresholdRunner:
+    """Stand-in model: class k's logit is 40 × (windowed intensity − t_k) (t = BRIGHT_HU for all)."""
+
+    def __init__(self):
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, windows: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        assert windows.dtype == np.float32 and windows.shape[1:] == (1, 96, 96, 96)
+        assert emb.dtype == np.float32 and emb.shape[1] == E
+        self.calls.append((windows.shape[0], emb.shape[0]))
+        lo, hi = HU_WINDOW
+        t = (BRIGHT_HU - lo) / (hi - lo)
+        return np.repeat(40.0 * (windows - t), emb.shape[0], axis=1).astype(np.float32)
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    comps, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(comps.ravel())
+    sizes[0] = 0
+    return comps == int(np.argmax(sizes))
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+
+@pytest.fixture(scope="module")
+def anisotropic():
+    return generate(11, PhantomConfig(in_plane_size=96, spacing_xyz_mm=(3.0, 3.0, 5.0), slices=36, oblique=False))
+
+
+@pytest.fixture(scope="module")
+def oblique():
+    return generate(12, PhantomConfig(in_plane_size=96, spacing_xyz_mm=(3.2, 3.2, 4.0), slices=44, oblique=True))
+
+
+# ---- geometry, progress, modes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["anisotropic", "oblique"])
+def test_label_map_is_on_the_input_grid_and_matches_the_ct(case, request):
+    ph = request.getfixturevalue(case)
+    assert ph.ct.geometry.is_oblique == (case == "oblique")
+    res = segment(ph.ct, [V.LIVER], ThresholdRunner(), TABLE, spacing_mm=FAST_SPACING_MM)
+    assert res.labels.geometry == ph.ct.geometry
+    assert res.labels.array.dtype == np.uint8 and res.labels.array.shape == ph.ct.array.shape
+    assert set(np.unique(res.labels.array)) <= {0, V.LIVER}
+    expected = _largest(ph.ct.array > BRIGHT_HU)      # the same rule computed on the CT's own grid
+    got = res.labels.array == V.LIVER
+    assert _dice(got, expected) > 0.85
+    assert res.voxel_counts[V.LIVER] == np.count_nonzero(got)
+    assert res.volumes_ml[V.LIVER] == pytest.approx(np.count_nonzero(got) * ph.ct.geometry.voxel_volume_mm3 / 1000)
+    assert set(res.timings_s) == {"preprocess", "inference", "postprocess", "resample", "total"}
+
+
+def test_progress_events_are_in_order_and_complete(anisotropic):
+    events: list[tuple[int, int]] = []
+    runner = ThresholdRunner()
+    res = segment(anisotropic.ct, [V.LIVER, V.AORTA], runner, TABLE, sw_batch_size=3, overlap=0.5,
+                  progress=lambda d, t: events.append((d, t)))
+    total = res.windows
+    assert total == sum(b for b, _ in runner.calls) and total > 1
+    assert events[0] == (0, total) and events[-1] == (total, total)
+    assert all(t == total for _, t in events)
+    done = [d for d, _ in events]
+    assert done == sorted(set(done))                      # strictly increasing
+    assert len(events) == 1 + -(-total // 3)              # one event per runner call
+    assert all(b <= 3 and k == 2 for b, k in runner.calls)
+
+
+def test_runner_batch_limit_and_uncropped_tiling(anisotropic):
+    runner = ThresholdRunner()
+    runner.max_batch_size = 1
+    res = segment(anisotropic.ct, [V.LIVER], runner, TABLE, sw_batch_size=4, crop_to_body=False)
+    assert {b for b, _ in runner.calls} == {1}
+    assert res.windows == len(runner.calls) == window_count(res.model_grid.shape_zyx, 0.5)
+    assert res.body_box_zyx == tuple((0, n) for n in res.model_grid.shape_zyx)
+    cropped = segment(anisotropic.ct, [V.LIVER], ThresholdRunner(), TABLE)
+    assert cropped.windows <= res.windows
+    assert np.prod([b - a for a, b in cropped.body_box_zyx]) < np.prod(res.model_grid.shape_zyx)
+    assert _dice(cropped.labels.array > 0, res.labels.array > 0) > 0.97   # an intensity model: tiling-blind
+
+
+def test_batch_statistics_models_are_run_one_window_at_a_time():
+    from radmesh.model.backbones import BatchStatNorm3d
+    from radmesh.model.network import build_model
+    from radmesh.model.pipeline import TorchRunner, batch_independent
+
+    assert batch_independent(build_model("unet_compact", embed_dim=E))
+    published_like = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3), BatchStatNorm3d(4)).eval()
+    assert not batch_independent(published_like)
+    assert TorchRunner(published_like).max_batch_size == 1
+
+
+def test_fast_mode_uses_3mm_and_fewer_windows(anisotropic):
+    fast = segment(anisotropic.ct, [V.LIVER], ThresholdRunner(), TABLE, spacing_mm=FAST_SPACING_MM)
+    full = segment(anisotropic.ct, [V.LIVER], ThresholdRunner(), TABLE, overlap=0.25)
+    assert fast.model_grid.spacing_xyz_mm == (3.0, 3.0, 3.0) and full.model_grid.spacing_xyz_mm == (1.5, 1.5, 1.5)
+    assert fast.windows < full.windows
+    assert fast.labels.geometry == full.labels.geometry == anisotropic.ct.geometry
+    assert _dice(fast.labels.array > 0, full.labels.array > 0) > 0.85
+
+
+def test_constant_blending_and_overlap_options(anisotropic):
+    res = segment(anisotropic.ct, [V.LIVER], ThresholdRunner(), TABLE, spacing_mm=FAST_SPACING_MM,
+                  overlap=0.25, mode="constant", sw_batch_size=1)
+    assert res.voxel_counts[V.LIVER] > 0
+    with pytest.raises(InvalidInputError, match="mode"):
+        segment(anisotropic.ct, [V.LIVER], ThresholdRunner(), TABLE, mode="median")
+    with pytest.raises(InvalidInputError, match="overlap"):
+        segment(anisotropic.ct, [V.LIVER], ThresholdRunner(), TABLE, overlap=1.0)
+
+
+def test_window_count_matches_monai():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        shape = tuple(int(s) for s in rng.integers(20, 300, size=3))
+        overlap = float(rng.choice([0.0, 0.25, 0.5, 0.75]))
+        padded = tuple(max(s, 96) for s in shape)
+        interval = tuple(96 if s == 96 else max(1, int(96 * (1 - overlap))) for s in padded)
+        assert window_count(shape, overlap) == len(dense_patch_slices(padded, (96, 96, 96), interval))
+
+
+# ---- classes and embeddings -------------------------------------------------------------------
+
+def test_a_class_outside_the_validated_list_is_a_failed_precondition_naming_it():
+    validated = [1, 2, 3, 6, 11, 28]
+    assert check_classes([28, 11, 28], validated) == (28, 11)
+    with pytest.raises(FailedPreconditionError, match="Colon"):
+        check_classes([6, V.COLON], validated)
+    with pytest.raises(InvalidInputError):
+        check_classes([99], validated)
+    with pytest.raises(InvalidInputError):
+        check_classes([], validated)
+
+
+def test_segment_refuses_unvalidated_classes_before_running_the_model(anisotropic):
+    runner = ThresholdRunner()
+    with pytest.raises(FailedPreconditionError, match="Prostate"):
+        segment(anisotropic.ct, [V.LIVER, V.PROSTATE], runner, TABLE, validated_classes=[V.LIVER])
+    assert runner.calls == []
+
+
+def test_class_embeddings_from_a_mapping_an_array_and_meta():
+    table = {6: np.ones(E), 28: np.zeros(E)}
+    assert class_embeddings([28, 6], table).tolist() == [[0.0] * E, [1.0] * E]
+    assert np.array_equal(class_embeddings([3, 1], TABLE), TABLE[[2, 0]])
+    with pytest.raises(FailedPreconditionError, match="Spleen"):
+        class_embeddings([1], table)
+    with pytest.raises(InvalidInputError):
+        class_embeddings([1], TABLE[:5])
+    meta = {"classes": [6, 28], "class_embedding": np.stack([np.ones(E), np.zeros(E)])}
+    assert np.array_equal(class_embeddings([6], class_table_from_meta(meta)), np.ones((1, E)))
+
+
+# ---- post-processing, rule by rule --------------------------------------------------------------
+
+def _probs(shape, *blobs):
+    """(K, ...) probabilities: each blob is (class position k, slices, probability)."""
+    k = 1 + max(b[0] for b in blobs)
+    p = np.zeros((k, *shape), np.float32)
+    for i, sl, v in blobs:
+        p[i][sl] = v
+    return p
+
+
+S = np.s_
+
+
+def test_threshold_is_strictly_above_one_half():
+    p = _probs((10, 10, 10), (0, S[1:5, 1:5, 1:5], 0.5), (0, S[6:9, 6:9, 6:9], 0.51))
+    out = postprocess(p, [V.SPLEEN], 1.0)
+    assert out[7, 7, 7] == V.SPLEEN and out[2, 2, 2] == 0
+
+
+def test_organs_keep_their_largest_component():
+    p = _probs((20, 20, 20), (0, S[1:8, 1:8, 1:8], 0.9), (0, S[12:15, 12:15, 12:15], 0.99))
+    out = postprocess(p, [V.LIVER], 1.0)
+    assert np.count_nonzero(out == V.LIVER) == 7 ** 3 and out[13, 13, 13] == 0
+
+
+def test_vessels_keep_every_component_above_the_size():
+    p = _probs((30, 30, 30), (0, S[1:6, 1:6, 1:6], 0.9), (0, S[10:15, 10:15, 10:15], 0.9),
+               (0, S[25:27, 25:27, 25:27], 0.9))
+    out = postprocess(p, [V.AORTA], 1.0, min_vessel_mm3=50)
+    assert out[3, 3, 3] == out[12, 12, 12] == V.AORTA          # 125 mm³ each: kept
+    assert out[25, 25, 25] == 0                                  # 8 mm³ speck: removed
+
+
+def test_lesions_are_kept_only_inside_their_dilated_host():
+    shape = (40, 40, 40)
+    p = _probs(shape, (0, S[5:25, 5:25, 5:25], 0.9),               # liver
+               (1, S[20:28, 10:14, 10:14], 0.8),                   # tumour bulging 3 mm out of the liver
+               (1, S[33:38, 33:38, 33:38], 0.8))                   # "tumour" far outside
+    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, host_dilation_mm=5.0, min_lesion_mm3=0)
+    assert out[26, 12, 12] == V.LIVER_TUMOR                      # within 5 mm of the liver
+    assert out[27, 12, 12] == V.LIVER_TUMOR
+    assert out[35, 35, 35] == 0                                   # outside: removed
+    # host not requested: lesions kept as they are
+    alone = postprocess(p[1:], [V.LIVER_TUMOR], 1.0, min_lesion_mm3=0)
+    assert alone[35, 35, 35] == V.LIVER_TUMOR
+    # only one kidney requested for a kidney tumour: a tumour on the other side cannot be judged, kept
+    q = _probs(shape, (0, S[5:15, 5:15, 5:15], 0.9), (1, S[30:35, 30:35, 30:35], 0.9))
+    one_side = postprocess(q, [V.RIGHT_KIDNEY, V.KIDNEY_TUMOR], 1.0, min_lesion_mm3=0)
+    assert one_side[32, 32, 32] == V.KIDNEY_TUMOR
+    both = postprocess(np.concatenate([q, np.zeros_like(q[:1])]), [V.RIGHT_KIDNEY, V.KIDNEY_TUMOR, V.LEFT_KIDNEY],
+                       1.0, min_lesion_mm3=0)
+    assert both[32, 32, 32] == 0
+
+
+def test_small_lesions_are_removed():
+    p = _probs((30, 30, 30), (0, S[2:8, 2:8, 2:8], 0.9), (0, S[20:22, 20:22, 20:22], 0.9))
+    out = postprocess(p, [V.LUNG_TUMOR], 1.5, min_lesion_mm3=50.0)  # 216 × 3.375 mm³ kept; 8 × 3.375 = 27 removed
+    assert out[4, 4, 4] == V.LUNG_TUMOR and out[21, 21, 21] == 0
+
+
+def test_lungs_are_split_by_the_body_midline_when_both_are_requested():
+    shape = (10, 40, 60)
+    body = np.zeros(shape, bool)
+    body[:, 5:35, 5:55] = True                                     # centre x = 29.5, wider than deep
+    # one blob called "right lung" straddling the midline, and a small "left lung" blob on the right
+    p = _probs(shape, (0, S[2:8, 10:30, 12:48], 0.9), (1, S[2:8, 10:30, 14:18], 0.95))
+    out = postprocess(p, [V.RIGHT_LUNG, V.LEFT_LUNG], 1.0, body_mask=body)
+    assert (out[:, :, 12:29][p[0, :, :, 12:29] > 0.5] == V.RIGHT_LUNG).all()   # patient's right = low x (LPS)
+    assert (out[:, :, 30:48][p[0, :, :, 30:48] > 0.5] == V.LEFT_LUNG).all()
+    # only one lung requested: no split
+    alone = postprocess(p[:1], [V.RIGHT_LUNG], 1.0, body_mask=body)
+    assert np.count_nonzero(alone == V.RIGHT_LUNG) == np.count_nonzero(p[0] > 0.5)
+
+
+def test_midline_follows_a_rotated_body():
+    shape = (4, 101, 101)
+    yy, xx = np.mgrid[0:101, 0:101] - 50.0
+    a = np.radians(10)
+    u = xx * np.cos(a) + yy * np.sin(a)                             # long axis rotated 10° in-plane
+    v = -xx * np.sin(a) + yy * np.cos(a)
+    body = np.broadcast_to((u / 45) ** 2 + (v / 25) ** 2 <= 1, shape)
+    centre, axis = midline(body, (1.0, 1.0, 1.0))
+    assert np.allclose(centre, [50, 50], atol=1.0)
+    assert np.degrees(np.arccos(abs(axis @ [np.sin(a), np.cos(a)]))) < 2.0
+
+
+def test_overlaps_lesion_beats_its_host_otherwise_highest_probability():
+    shape = (20, 20, 20)
+    p = _probs(shape, (0, S[2:18, 2:18, 2:18], 0.95),               # liver
+               (1, S[8:12, 8:12, 8:12], 0.6),                       # liver tumour, less probable than the liver
+               (2, S[2:18, 2:18, 14:20], 0.7),                      # stomach overlapping the liver's edge
+               (2, S[2:18, 2:18, 16:20], 0.99))
+    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR, V.STOMACH], 1.0, min_lesion_mm3=0)
+    assert out[10, 10, 10] == V.LIVER_TUMOR
+    assert out[10, 10, 15] == V.LIVER                               # 0.95 > 0.7
+    assert out[10, 10, 17] == V.STOMACH                             # 0.99 > 0.95
+    assert out[10, 10, 19] == V.STOMACH
+
+
+def test_postprocess_rejects_mismatched_inputs():
+    with pytest.raises(InvalidInputError):
+        postprocess(np.zeros((2, 4, 4, 4), np.float32), [V.LIVER], 1.0)
+    with pytest.raises(InvalidInputError):
+        postprocess(np.zeros((2, 4, 4, 4), np.float32), [V.LIVER, V.LIVER], 1.0)
