@@ -7,6 +7,7 @@ checked is that the graph computes what PyTorch computes, whatever the weights.
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,8 @@ def test_exported_group_norm_keeps_float32_precision_on_96_cubed_groups():
     x = torch.relu(torch.randn(1, 8, 96, 96, 96) * 0.5 + 0.3)
     ref = torch.nn.functional.group_norm(x.double(), 8, gn.weight.double(), gn.bias.double(), gn.eps).detach().numpy()
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation notice
         torch.onnx.export(_TwoPassGroupNorm(gn), (x,), buf, opset_version=17, dynamo=False)
     so = ort.SessionOptions()
     so.log_severity_level = 3

@@ -2,8 +2,8 @@
 
 ``radmesh segment`` and ``radmesh export`` go through here. The ONNX graph of a
 weights file is exported once and cached under ``RADMESH_CACHE`` (default
-``~/.cache/radmesh``), named by the weights' SHA-256, so a changed weights file
-never runs with a stale graph.
+``~/.cache/radmesh``), named by the weights' SHA-256 and the exporter's format version, so a changed
+weights file or exporter never runs with a stale graph.
 """
 
 from __future__ import annotations
@@ -47,11 +47,13 @@ def load(weights: str | os.PathLike | None = None):
 
 def onnx_for(weights: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> tuple[Path, Any]:
     """The verified ONNX graph of ``weights`` (exported on first use) and the export result or None if cached."""
-    from radmesh.model.export import export_onnx
+    from radmesh.model.export import FORMAT, export_onnx
 
     model, meta = load(weights)
     path = Path(meta["path"])
-    target = Path(out) if out else cache_dir() / "onnx" / f"{_sha256(path)[:16]}.onnx"
+    # keyed by the weights and the graph format, so neither a new file nor a new exporter reuses an old graph
+    key = hashlib.sha256(f"{_sha256(path)}:{FORMAT}".encode()).hexdigest()[:16]
+    target = Path(out) if out else cache_dir() / "onnx" / f"{key}.onnx"
     if target.is_file() and out is None:
         return target, None
     target.parent.mkdir(parents=True, exist_ok=True)
