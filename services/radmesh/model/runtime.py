@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,21 @@ def _sha256(path: Path) -> str:
 
 
 def load(weights: str | os.PathLike | None = None):
-    """(model, meta) of a weights file (default: the shipped reference weights)."""
-    from radmesh.model.train import load_weights
+    """(model, meta) of a weights file (default: the shipped reference weights).
 
+    Loaded once per process and file: a `radmesh segment` checks the classes, exports
+    and segments with the same weights, and should read them once.
+    """
     path = Path(weights) if weights else default_weights_path()
     if not path.is_file():
         raise FailedPreconditionError(f"model weights {path} not found (set RADMESH_MODEL_WEIGHTS or --weights)")
+    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _load_cached(path: str, mtime_ns: int):
+    from radmesh.model.train import load_weights
+
     return load_weights(path)
 
 
