@@ -26,27 +26,27 @@ from radmesh.v1 import common_pb2 as radmesh_dot_v1_dot_common__pb2
 from radmesh.v1 import measurement_pb2 as radmesh_dot_v1_dot_measurement__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17radmesh/v1/report.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\x1a\x1cradmesh/v1/measurement.proto\"\xaa\x02\n\rStudyMetadata\x12\x14\n\x0cpatient_name\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x13\n\x0bpatient_sex\x18\x03 \x01(\t\x12\x1a\n\x12patient_birth_date\x18\x04 \x01(\t\x12\x12\n\nstudy_date\x18\x05 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x06 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x07 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x08 \x01(\t\x12\x1e\n\x16\x66rame_of_reference_uid\x18\t \x01(\t\x12\x19\n\x11study_description\x18\n \x01(\t\x12\x1c\n\x14source_dicom_headers\x18\x0b \x03(\x0c\"\xdf\x01\n\x0fGenerateOptions\x12-\n\x08\x66indings\x18\x01 \x01(\x0b\x32\x1b.radmesh.v1.MeasureResponse\x12\"\n\x06intent\x18\x02 \x01(\x0b\x32\x12.radmesh.v1.Intent\x12(\n\x05study\x18\x03 \x01(\x0b\x32\x19.radmesh.v1.StudyMetadata\x12)\n\x07\x66ormats\x18\x04 \x03(\x0e\x32\x18.radmesh.v1.OutputFormat\x12$\n\x05model\x18\x05 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo\"s\n\x0fGenerateRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.radmesh.v1.GenerateOptionsH\x00\x12(\n\x06labels\x18\x02 \x01(\x0b\x32\x16.radmesh.v1.VolumePartH\x00\x42\x06\n\x04item\"V\n\x0eRecommendation\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x63lass_index\x18\x03 \x01(\x05\x12\x11\n\tlesion_id\x18\x04 \x01(\x05\"m\n\x06Report\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\t\x12\x33\n\x0frecommendations\x18\x03 \x03(\x0b\x32\x1a.radmesh.v1.Recommendation\x12\x12\n\nprovenance\x18\x04 \x01(\t\"\x9f\x01\n\x10GenerateResponse\x12$\n\x06report\x18\x01 \x01(\x0b\x32\x12.radmesh.v1.ReportH\x00\x12(\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x14.radmesh.v1.ArtifactH\x00\x12\x33\n\x0e\x61rtifact_chunk\x18\x03 \x01(\x0b\x32\x19.radmesh.v1.ArtifactChunkH\x00\x42\x06\n\x04item*\x7f\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17OUTPUT_FORMAT_DICOM_SEG\x10\x01\x12\x1a\n\x16OUTPUT_FORMAT_DICOM_SR\x10\x02\x12\x17\n\x13OUTPUT_FORMAT_NIFTI\x10\x03\x32Z\n\rReportService\x12I\n\x08Generate\x12\x1b.radmesh.v1.GenerateRequest\x1a\x1c.radmesh.v1.GenerateResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17radmesh/v1/report.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\x1a\x1cradmesh/v1/measurement.proto\"\xaa\x02\n\rStudyMetadata\x12\x14\n\x0cpatient_name\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x13\n\x0bpatient_sex\x18\x03 \x01(\t\x12\x1a\n\x12patient_birth_date\x18\x04 \x01(\t\x12\x12\n\nstudy_date\x18\x05 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x06 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x07 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x08 \x01(\t\x12\x1e\n\x16\x66rame_of_reference_uid\x18\t \x01(\t\x12\x19\n\x11study_description\x18\n \x01(\t\x12\x1c\n\x14source_dicom_headers\x18\x0b \x03(\x0c\"\x80\x02\n\x0fGenerateOptions\x12-\n\x08\x66indings\x18\x01 \x01(\x0b\x32\x1b.radmesh.v1.MeasureResponse\x12\"\n\x06intent\x18\x02 \x01(\x0b\x32\x12.radmesh.v1.Intent\x12(\n\x05study\x18\x03 \x01(\x0b\x32\x19.radmesh.v1.StudyMetadata\x12)\n\x07\x66ormats\x18\x04 \x03(\x0e\x32\x18.radmesh.v1.OutputFormat\x12$\n\x05model\x18\x05 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo\x12\x1f\n\x17validated_class_indices\x18\x06 \x03(\x05\"s\n\x0fGenerateRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.radmesh.v1.GenerateOptionsH\x00\x12(\n\x06labels\x18\x02 \x01(\x0b\x32\x16.radmesh.v1.VolumePartH\x00\x42\x06\n\x04item\"V\n\x0eRecommendation\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x63lass_index\x18\x03 \x01(\x05\x12\x11\n\tlesion_id\x18\x04 \x01(\x05\"m\n\x06Report\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\t\x12\x33\n\x0frecommendations\x18\x03 \x03(\x0b\x32\x1a.radmesh.v1.Recommendation\x12\x12\n\nprovenance\x18\x04 \x01(\t\"\x9f\x01\n\x10GenerateResponse\x12$\n\x06report\x18\x01 \x01(\x0b\x32\x12.radmesh.v1.ReportH\x00\x12(\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x14.radmesh.v1.ArtifactH\x00\x12\x33\n\x0e\x61rtifact_chunk\x18\x03 \x01(\x0b\x32\x19.radmesh.v1.ArtifactChunkH\x00\x42\x06\n\x04item*\x7f\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17OUTPUT_FORMAT_DICOM_SEG\x10\x01\x12\x1a\n\x16OUTPUT_FORMAT_DICOM_SR\x10\x02\x12\x17\n\x13OUTPUT_FORMAT_NIFTI\x10\x03\x32Z\n\rReportService\x12I\n\x08Generate\x12\x1b.radmesh.v1.GenerateRequest\x1a\x1c.radmesh.v1.GenerateResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'radmesh.v1.report_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTPUTFORMAT']._serialized_start=1099
-  _globals['_OUTPUTFORMAT']._serialized_end=1226
+  _globals['_OUTPUTFORMAT']._serialized_start=1132
+  _globals['_OUTPUTFORMAT']._serialized_end=1259
   _globals['_STUDYMETADATA']._serialized_start=95
   _globals['_STUDYMETADATA']._serialized_end=393
   _globals['_GENERATEOPTIONS']._serialized_start=396
-  _globals['_GENERATEOPTIONS']._serialized_end=619
-  _globals['_GENERATEREQUEST']._serialized_start=621
-  _globals['_GENERATEREQUEST']._serialized_end=736
-  _globals['_RECOMMENDATION']._serialized_start=738
-  _globals['_RECOMMENDATION']._serialized_end=824
-  _globals['_REPORT']._serialized_start=826
-  _globals['_REPORT']._serialized_end=935
-  _globals['_GENERATERESPONSE']._serialized_start=938
-  _globals['_GENERATERESPONSE']._serialized_end=1097
-  _globals['_REPORTSERVICE']._serialized_start=1228
-  _globals['_REPORTSERVICE']._serialized_end=1318
+  _globals['_GENERATEOPTIONS']._serialized_end=652
+  _globals['_GENERATEREQUEST']._serialized_start=654
+  _globals['_GENERATEREQUEST']._serialized_end=769
+  _globals['_RECOMMENDATION']._serialized_start=771
+  _globals['_RECOMMENDATION']._serialized_end=857
+  _globals['_REPORT']._serialized_start=859
+  _globals['_REPORT']._serialized_end=968
+  _globals['_GENERATERESPONSE']._serialized_start=971
+  _globals['_GENERATERESPONSE']._serialized_end=1130
+  _globals['_REPORTSERVICE']._serialized_start=1261
+  _globals['_REPORTSERVICE']._serialized_end=1351
 # @@protoc_insertion_point(module_scope)

@@ -47,18 +47,20 @@ class StudyMetadata(_message.Message):
     def __init__(self, patient_name: _Optional[str] = ..., patient_id: _Optional[str] = ..., patient_sex: _Optional[str] = ..., patient_birth_date: _Optional[str] = ..., study_date: _Optional[str] = ..., accession_number: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., frame_of_reference_uid: _Optional[str] = ..., study_description: _Optional[str] = ..., source_dicom_headers: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GenerateOptions(_message.Message):
-    __slots__ = ("findings", "intent", "study", "formats", "model")
+    __slots__ = ("findings", "intent", "study", "formats", "model", "validated_class_indices")
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
     STUDY_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    VALIDATED_CLASS_INDICES_FIELD_NUMBER: _ClassVar[int]
     findings: _measurement_pb2.MeasureResponse
     intent: _common_pb2.Intent
     study: StudyMetadata
     formats: _containers.RepeatedScalarFieldContainer[OutputFormat]
     model: _common_pb2.ModelInfo
-    def __init__(self, findings: _Optional[_Union[_measurement_pb2.MeasureResponse, _Mapping]] = ..., intent: _Optional[_Union[_common_pb2.Intent, _Mapping]] = ..., study: _Optional[_Union[StudyMetadata, _Mapping]] = ..., formats: _Optional[_Iterable[_Union[OutputFormat, str]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ...) -> None: ...
+    validated_class_indices: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, findings: _Optional[_Union[_measurement_pb2.MeasureResponse, _Mapping]] = ..., intent: _Optional[_Union[_common_pb2.Intent, _Mapping]] = ..., study: _Optional[_Union[StudyMetadata, _Mapping]] = ..., formats: _Optional[_Iterable[_Union[OutputFormat, str]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., validated_class_indices: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("options", "labels")

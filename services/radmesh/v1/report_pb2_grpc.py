@@ -45,11 +45,16 @@ class ReportServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Generate(self, request_iterator, context):
-        """Client stream: GenerateOptions first; then, when DICOM SEG or NIfTI output
-        is wanted, the label map (VolumePart header + chunks).
+        """Client stream: GenerateOptions first; then the label map the findings were
+        measured on (VolumePart header + chunks): required for DICOM SEG, DICOM SR or
+        NIfTI output, optional otherwise (with it the findings are checked against
+        it and the abdominal aortic diameter is measured; without it the report says
+        the diameter was not measured).
         Server stream: the Report, then each requested Artifact (large ones as
         ArtifactChunks). INVALID_ARGUMENT for findings that do not match the label
-        map; FAILED_PRECONDITION when DICOM output is asked for without a label map.
+        map (grid or voxel counts), malformed findings, intent or study, and a
+        request naming a class the findings do not cover; FAILED_PRECONDITION when
+        DICOM or NIfTI output is asked for without a label map.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
