@@ -9,13 +9,17 @@
 # the Triton / TensorRT NGC container, where trtexec is /usr/src/tensorrt/bin/trtexec).
 # On a machine without TensorRT it stops with an error saying so.
 #
-# The ONNX graph comes from `radmesh export` (radmesh.model.export): inputs
-# image (B,1,96,96,96) and class_embedding (K,E), output logits (B,K,96,96,96), B and K
-# dynamic. Either heads form works; `--heads matmul` is the simpler graph for TensorRT's
-# parser (the default "chunked" form is a Loop tuned for ONNX Runtime on CPU).
+# The ONNX graph comes from `radmesh export --tensorrt` (radmesh.model.export.export_for_tensorrt):
+# inputs image (B,1,96,96,96) and class_embedding (B,K,E) — one class table per window,
+# because TensorRT gives every input the batch dimension and Triton's dynamic batcher joins
+# windows of different requests — output logits (B,K,96,96,96), B and K dynamic, heads as
+# plain MatMuls (the "chunked" Loop of the CPU graph is tuned for ONNX Runtime). The CPU
+# graph of plain `radmesh export` (class_embedding (K,E)) is refused when python3 can read
+# the file with the onnx package; otherwise trtexec's own shape check refuses it.
 #
 # The plan has one optimization profile over batch B in MIN_BATCH..MAX_BATCH and classes
-# K in MIN_CLASSES..MAX_CLASSES (both inputs' --minShapes/--optShapes/--maxShapes), FP16.
+# K in MIN_CLASSES..MAX_CLASSES (both inputs' --minShapes/--optShapes/--maxShapes), FP16,
+# matching model_repository/universal_seg_trt/config.pbtxt (max_batch_size 8).
 # FP16: TensorRT ≤ 10 takes trtexec's --fp16. TensorRT 11 removed the precision flags
 # (networks are strongly typed), so there the graph is first converted to FP16 with
 # NVIDIA ModelOpt AutoCast (python -m modelopt.onnx.autocast, I/O kept float32 so the
@@ -23,11 +27,13 @@
 # Environment (defaults):
 #   TRTEXEC        path to trtexec            (trtexec on PATH, else /usr/src/tensorrt/bin/trtexec)
 #   EMBED_DIM      E of the class table       (384: MiniLM; 512 for CLIP tables)
-#   MIN_BATCH=1 OPT_BATCH=2 MAX_BATCH=4       window batch of the profile
+#   MIN_BATCH=1 OPT_BATCH=4 MAX_BATCH=8       window batch of the profile
 #   MIN_CLASSES=1 OPT_CLASSES=8 MAX_CLASSES=32  classes of the profile
 #   WORKSPACE_MIB  builder workspace          (4096)
-# Triton's config.pbtxt for the plan must keep max_batch_size ≤ MAX_BATCH and requests
-# within MAX_CLASSES classes.
+# Triton's config.pbtxt for the plan must keep max_batch_size ≤ MAX_BATCH (8 there) and
+# requests within MAX_CLASSES classes. Activation memory grows with MAX_BATCH × MAX_CLASSES
+# (the heads' intermediates are B·K·8 × 96³ values): lower them on small GPUs, and
+# max_batch_size in the config with MAX_BATCH.
 #
 # Exit codes: 0 built; 2 usage or bad input; 3 trtexec (or, on TensorRT 11, modelopt) not
 # available; 4 no plan written; other: trtexec's own failure.
@@ -41,7 +47,7 @@ PLAN=$2
 [ -f "$ONNX" ] || die 2 "$ONNX: no such ONNX file (make it with \`radmesh export\`)"
 
 EMBED_DIM=${EMBED_DIM:-384}
-MIN_BATCH=${MIN_BATCH:-1}; OPT_BATCH=${OPT_BATCH:-2}; MAX_BATCH=${MAX_BATCH:-4}
+MIN_BATCH=${MIN_BATCH:-1}; OPT_BATCH=${OPT_BATCH:-4}; MAX_BATCH=${MAX_BATCH:-8}
 MIN_CLASSES=${MIN_CLASSES:-1}; OPT_CLASSES=${OPT_CLASSES:-8}; MAX_CLASSES=${MAX_CLASSES:-32}
 WORKSPACE_MIB=${WORKSPACE_MIB:-4096}
 for v in EMBED_DIM MIN_BATCH OPT_BATCH MAX_BATCH MIN_CLASSES OPT_CLASSES MAX_CLASSES WORKSPACE_MIB; do
@@ -49,6 +55,20 @@ for v in EMBED_DIM MIN_BATCH OPT_BATCH MAX_BATCH MIN_CLASSES OPT_CLASSES MAX_CLA
 done
 [ "$MIN_BATCH" -le "$OPT_BATCH" ] && [ "$OPT_BATCH" -le "$MAX_BATCH" ] || die 2 "need MIN_BATCH ≤ OPT_BATCH ≤ MAX_BATCH"
 [ "$MIN_CLASSES" -le "$OPT_CLASSES" ] && [ "$OPT_CLASSES" -le "$MAX_CLASSES" ] || die 2 "need MIN_CLASSES ≤ OPT_CLASSES ≤ MAX_CLASSES"
+
+# The CPU graph takes class_embedding (K,E); a plan built from it would not match the Triton
+# config. Checked here when python3 has onnx (the GPU node's container may not).
+LAYOUT=$(python3 - "$ONNX" 2>/dev/null <<'PY' || true
+import sys
+import onnx
+m = onnx.load(sys.argv[1], load_external_data=False)
+print(next(len(i.type.tensor_type.shape.dim) for i in m.graph.input if i.name == "class_embedding"))
+PY
+)
+if [ -n "$LAYOUT" ] && [ "$LAYOUT" != "3" ]; then
+  die 2 "$ONNX takes class_embedding with $LAYOUT dimensions, not (B,K,E): it is the CPU graph. \
+Export the TensorRT graph with: radmesh export --tensorrt --out universal_seg_trt.onnx"
+fi
 
 if [ -n "${TRTEXEC:-}" ]; then
   [ -x "$TRTEXEC" ] || die 3 "TRTEXEC=$TRTEXEC is not an executable trtexec"
@@ -63,7 +83,7 @@ On CPU nodes radmesh serves the ONNX graph with ONNX Runtime instead and needs n
 fi
 
 W=96
-shapes() { echo "image:${1}x1x${W}x${W}x${W},class_embedding:${2}x${EMBED_DIM}"; }
+shapes() { echo "image:${1}x1x${W}x${W}x${W},class_embedding:${1}x${2}x${EMBED_DIM}"; }
 
 mkdir -p "$(dirname "$PLAN")"
 TMP="$(dirname "$PLAN")/.partial-$(basename "$PLAN").$$"

@@ -183,9 +183,10 @@ def test_trt_script_builds_an_fp16_profile_over_batch_and_classes(tmp_path):
     assert plan.read_text() == "plan\n"
     args = log.read_text().splitlines()
     assert f"--onnx={onnx_file}" in args and "--fp16" in args and "--skipInference" in args
-    assert "--minShapes=image:1x1x96x96x96,class_embedding:1x384" in args
-    assert "--optShapes=image:2x1x96x96x96,class_embedding:8x384" in args
-    assert "--maxShapes=image:4x1x96x96x96,class_embedding:32x384" in args
+    # the per-window graph (class_embedding (B, K, E)), profile B 1..8, K 1..32: universal_seg_trt's config
+    assert "--minShapes=image:1x1x96x96x96,class_embedding:1x1x384" in args
+    assert "--optShapes=image:4x1x96x96x96,class_embedding:4x8x384" in args
+    assert "--maxShapes=image:8x1x96x96x96,class_embedding:8x32x384" in args
     assert not [p for p in plan.parent.iterdir() if p.name.startswith(".partial")]
     r = _run_script(str(onnx_file), str(plan), env={**env, "MAX_BATCH": "0"})
     assert r.returncode == 2 and "MAX_BATCH" in r.stderr

@@ -36,9 +36,10 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
-def add_env_argument(parser: argparse.ArgumentParser, flag: str, *, type=str, default=None, help: str = "") -> None:
-    """Add ``--flag`` whose default comes from ``RADMESH_FLAG`` when set."""
-    name = env_name(flag)
+def add_env_argument(parser: argparse.ArgumentParser, flag: str, *, type=str, default=None, help: str = "",
+                     env: str | None = None) -> None:
+    """Add ``--flag`` whose default comes from ``RADMESH_FLAG`` (or ``env``, when given) when set."""
+    name = env or env_name(flag)
     raw = os.environ.get(name)
     if raw is not None and raw != "":
         try:

@@ -6,6 +6,18 @@
 - output ``logits`` (B, K, 96, 96, 96) float32;
 - B (``batch``) and K (``num_classes``) dynamic; the window is fixed at 96³.
 
+``embedding_layout`` says how the class table enters the graph:
+
+``"shared"`` (default; ONNX Runtime, in-process and in Triton's Python backend)
+    ``class_embedding`` (K, E): one table for every window of the batch.
+``"per_window"`` (the TensorRT plan Triton serves on GPU, :func:`export_for_tensorrt`)
+    ``class_embedding`` (B, K, E): each window its own table. TensorRT gives every input
+    the batch dimension, and Triton's dynamic batcher concatenates requests of equal K
+    along it whatever their tables, so each window must carry, and use, its own; a
+    client repeats its K×E table once per window. (Using row 0 for all windows would
+    answer a request batched behind another with the other's classes.) Verified window
+    by window against PyTorch with a different random table per window.
+
 It is checked with ``onnx.checker`` (full check, with shape inference) and run with
 ONNX Runtime against the PyTorch model on seeded random inputs for B ∈ {1, 2} and
 K ∈ {1, 5}; the largest absolute logit difference is returned
@@ -32,7 +44,7 @@ as plain ONNX nodes, in one of two forms (``heads``):
 
 Both compute exactly the published arithmetic (``radmesh.model.network``); the
 comparison with PyTorch is the proof. The graph carries ``metadata_props``:
-``radmesh.format``, ``radmesh.embed_dim``, ``radmesh.window``, ``radmesh.heads``,
+``radmesh.format``, ``radmesh.embed_dim``, ``radmesh.window``, ``radmesh.heads``, ``radmesh.embedding_layout``,
 ``radmesh.max_abs_diff``, ``radmesh.max_batch_size`` ("1" when a window's logits depend on
 the other windows of its batch — the published U-Net's batch-statistics norm — else "0":
 any batch).
@@ -64,6 +76,7 @@ log = logging.getLogger(__name__)
 WINDOW = 96
 DEFAULT_OPSET = 17
 HEADS = ("chunked", "matmul")
+LAYOUTS = ("shared", "per_window")      # class_embedding (K, E) | (B, K, E); see the module docstring
 DEFAULT_CHUNK_VOXELS = 1152          # divides 96³; 8K × 1152 float32 = 1.2 MB for K = 32
 FORMAT = "radmesh-universal-seg-onnx-1"
 INPUT_IMAGE, INPUT_EMBEDDING, OUTPUT_LOGITS = "image", "class_embedding", "logits"
@@ -135,7 +148,8 @@ def _with_two_pass_group_norms(module: nn.Module) -> nn.Module:
 class _Trunk(nn.Module):
     """Everything of UniversalModel.forward up to the dynamic heads.
 
-    ``forward(image (B,1,D,H,W), class_embedding (K,E))`` → (params (B, K, 153), feature (B, 8, D·H·W)).
+    ``forward(image (B,1,D,H,W), class_embedding (K,E) or (B,K,E))`` → (params (B, K, 153),
+    feature (B, 8, D·H·W)); a (B, K, E) table gives window b the classes of row b.
     Mirrors :meth:`radmesh.model.network.UniversalModel.forward`; the export's comparison
     with the full model catches any drift. Works on a copy of the model with
     export-friendly GroupNorms (:class:`_TwoPassGroupNorm`).
@@ -148,11 +162,12 @@ class _Trunk(nn.Module):
     def forward(self, image: torch.Tensor, class_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
         bottleneck, decoder = m.backbone(image)
-        b, k = image.shape[0], class_embedding.shape[0]
+        b, k = image.shape[0], class_embedding.shape[-2]
         pooled = m.GAP(bottleneck).flatten(1)
-        task = F.relu(m.text_to_vision(class_embedding))
-        cond = torch.cat([pooled[:, None, :].expand(b, k, TEXT_FEATURES),
-                          task[None, :, :].expand(b, k, TEXT_FEATURES)], dim=2)
+        task = F.relu(m.text_to_vision(class_embedding))                 # (K, 256) or (B, K, 256)
+        if task.dim() == 2:
+            task = task[None, :, :].expand(b, k, TEXT_FEATURES)
+        cond = torch.cat([pooled[:, None, :].expand(b, k, TEXT_FEATURES), task], dim=2)
         params = cond @ m.controller.weight.flatten(1).t() + m.controller.bias
         feature = m.precls_conv(decoder).flatten(2)
         return params, feature
@@ -160,7 +175,7 @@ class _Trunk(nn.Module):
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, embed_dim: int | None = None,
                 opset: int = DEFAULT_OPSET, *, heads: str = "chunked", chunk_voxels: int = DEFAULT_CHUNK_VOXELS,
-                verify: bool = True, verify_shapes: Sequence[tuple[int, int]] = VERIFY_SHAPES,
+                embedding_layout: str = "shared", verify: bool = True, verify_shapes: Sequence[tuple[int, int]] = VERIFY_SHAPES,
                 tolerance: float = TOLERANCE, seed: int = 0, metadata: Mapping[str, str] | None = None
                 ) -> ExportResult:
     """Export ``model`` (a :class:`~radmesh.model.network.UniversalModel`) to ``path`` (see module docstring).
@@ -170,11 +185,20 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, embed_dim: int | None
     ``verify_shapes`` before it is moved into place; the file at ``path`` appears only if
     the check passes. ``metadata``: extra ``metadata_props`` (e.g. ``radmesh.model_version``,
     ``radmesh.classes``, ``radmesh.encoder_id`` from the weights' meta), strings.
+    ``embedding_layout``: ``"shared"`` (K, E) or ``"per_window"`` (B, K, E) class tables.
     """
     import onnx
 
     if heads not in HEADS:
         raise InvalidInputError(f"heads must be one of {', '.join(HEADS)}, got {heads!r}")
+    if embedding_layout not in LAYOUTS:
+        raise InvalidInputError(f"embedding_layout must be one of {', '.join(LAYOUTS)}, got {embedding_layout!r}")
+    if embedding_layout == "per_window" and not batch_independent(model):
+        # Triton batches windows of different requests into one plan call; a backbone whose
+        # windows share batch statistics would give each window its neighbours' results.
+        raise InvalidInputError("this model's windows depend on the other windows of their batch "
+                                "(batch-statistics norm); the per-window graph batches windows of "
+                                "different requests, so serve this model on CPU (universal_seg)")
     model_e = int(getattr(model, "embed_dim", embed_dim or 0))
     e = int(embed_dim) if embed_dim is not None else model_e
     if e <= 0 or (model_e and e != model_e):
@@ -188,14 +212,15 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, embed_dim: int | None
     was_training = model.training
     model.eval()
     try:
-        graph = _export_trunk(model, e, int(opset))
+        graph = _export_trunk(model, e, int(opset), embedding_layout)
         _append_heads(graph, heads, chunk_voxels)
         w3 = f"{WINDOW},{WINDOW},{WINDOW}"
+        table = f"(K,{e})" if embedding_layout == "shared" else f"(B,K,{e}), one table per window"
         graph.doc_string = (f"radmesh Universal Model: image (B,1,{w3}) float32 in [0,1], "
-                            f"class_embedding (K,{e}) float32 -> logits (B,K,{w3}); heads={heads}")
+                            f"class_embedding {table} float32 -> logits (B,K,{w3}); heads={heads}")
         _set_meta(graph, {**{str(k): str(v) for k, v in (metadata or {}).items()},
                           "radmesh.format": FORMAT, "radmesh.embed_dim": str(e), "radmesh.window": str(WINDOW),
-                          "radmesh.heads": heads,
+                          "radmesh.heads": heads, "radmesh.embedding_layout": embedding_layout,
                           "radmesh.max_batch_size": "0" if batch_independent(model) else "1"})
         onnx.checker.check_model(graph, full_check=True)
         out = Path(path)
@@ -214,16 +239,41 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, embed_dim: int | None
                 onnx.save(graph, str(tmp))
     finally:
         model.train(was_training)
-    log.info("exported %s (heads=%s, opset %d, max |Δlogit| %s)", out, heads, opset, diff)
+    log.info("exported %s (heads=%s, layout=%s, opset %d, max |Δlogit| %s)", out, heads, embedding_layout,
+             opset, diff)
     return ExportResult(out, int(opset), heads, e, diff, shapes)
+
+
+def export_for_tensorrt(out: str | os.PathLike, weights: str | os.PathLike | None = None,
+                        **kwargs) -> ExportResult:
+    """The graph ``scripts/build_trt_plan.sh`` turns into Triton's ``universal_seg_trt`` plan.
+
+    ``weights`` (default: the shipped reference weights) exported with per-window class
+    tables (``class_embedding`` (B, K, E), see the module docstring) and the ``matmul`` heads
+    (TensorRT fuses them; the ``chunked`` Loop is tuned for ONNX Runtime on CPU), verified
+    against PyTorch like every export. ``kwargs`` go to :func:`export_onnx`.
+    """
+    from radmesh.model.runtime import load
+
+    model, meta = load(weights)
+    kwargs.setdefault("heads", "matmul")
+    return export_onnx(model, out, embedding_layout="per_window",
+                       metadata={"radmesh.model_version": str(meta.get("model_version", "")),
+                                 "radmesh.encoder_id": str(meta.get("encoder_id", "")),
+                                 "radmesh.classes": ",".join(str(c) for c in meta["classes"])}, **kwargs)
 
 
 def verify_onnx(path: str | os.PathLike, model: nn.Module, shapes: Sequence[tuple[int, int]] = VERIFY_SHAPES,
                 seed: int = 0, threads: int | None = None) -> float:
     """Max |logit difference| between the ONNX graph (ONNX Runtime, CPU) and ``model`` over
-    seeded random inputs of each (B, K) in ``shapes``."""
+    seeded random inputs of each (B, K) in ``shapes``.
+
+    A per-window graph (``class_embedding`` (B, K, E)) gets a different random table for
+    every window and is compared with PyTorch run on each window and its own table."""
     from radmesh.model.onnx_runner import OnnxRunner
 
+    if embedding_layout_of(path) == "per_window":
+        return _verify_per_window(path, model, shapes, seed, threads)
     runner = OnnxRunner(path, threads=threads)
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
@@ -245,22 +295,70 @@ def verify_onnx(path: str | os.PathLike, model: nn.Module, shapes: Sequence[tupl
     return worst
 
 
+def _verify_per_window(path, model: nn.Module, shapes: Sequence[tuple[int, int]], seed: int,
+                       threads: int | None) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads) if threads else 0
+    so.log_severity_level = 3
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    e = int(onnx_metadata(path).get("radmesh.embed_dim", "0")) or int(getattr(model, "embed_dim"))
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        for b, k in shapes:
+            image = torch.rand(b, 1, WINDOW, WINDOW, WINDOW, generator=gen)
+            emb = torch.randn(b, k, e, generator=gen)
+            emb = emb / emb.norm(dim=2, keepdim=True)
+            with torch.inference_mode():
+                ref = np.concatenate([model(image[i:i + 1], emb[i]).numpy() for i in range(b)])
+            got = session.run([OUTPUT_LOGITS], {INPUT_IMAGE: image.numpy(), INPUT_EMBEDDING: emb.numpy()})[0]
+            if got.shape != ref.shape:
+                raise ExportVerificationError(f"ONNX logits have shape {got.shape}, PyTorch {ref.shape} (B={b}, K={k})")
+            worst = max(worst, float(np.max(np.abs(got - ref))))
+    finally:
+        model.train(was_training)
+    return worst
+
+
+def embedding_layout_of(path: str | os.PathLike) -> str:
+    """``"shared"`` or ``"per_window"``: how the graph at ``path`` takes its class table (by the input's rank)."""
+    import onnx
+
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as ex:  # noqa: BLE001
+        raise FailedPreconditionError(f"{path}: not a readable ONNX model ({type(ex).__name__})") from ex
+    for i in m.graph.input:
+        if i.name == INPUT_EMBEDDING:
+            return "per_window" if len(i.type.tensor_type.shape.dim) == 3 else "shared"
+    raise FailedPreconditionError(f"{path}: no {INPUT_EMBEDDING} input")
+
+
 # ---- graph construction ----------------------------------------------------------------
 
-def _export_trunk(model: nn.Module, embed_dim: int, opset: int):
+def _export_trunk(model: nn.Module, embed_dim: int, opset: int, embedding_layout: str = "shared"):
     """The traced trunk as an ONNX ModelProto with outputs ``heads/params`` and ``heads/feature``."""
     import onnx
 
     trunk = _Trunk(model).eval()
     image = torch.rand(2, 1, WINDOW, WINDOW, WINDOW)
-    emb = torch.randn(3, embed_dim)
+    if embedding_layout == "per_window":
+        emb = torch.randn(2, 3, embed_dim)
+        emb_axes = {0: "batch", 1: "num_classes"}
+    else:
+        emb = torch.randn(3, embed_dim)
+        emb_axes = {0: "num_classes"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             trunk, (image, emb), buf, input_names=[INPUT_IMAGE, INPUT_EMBEDDING],
             output_names=["heads/params", "heads/feature"], opset_version=opset, dynamo=False,
-            dynamic_axes={INPUT_IMAGE: {0: "batch"}, INPUT_EMBEDDING: {0: "num_classes"},
+            dynamic_axes={INPUT_IMAGE: {0: "batch"}, INPUT_EMBEDDING: emb_axes,
                           "heads/params": {0: "batch", 1: "num_classes"}, "heads/feature": {0: "batch"}},
             do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())

@@ -1,0 +1,1 @@
+"""NVIDIA Triton Inference Server serving radmesh's model repository (``model_repository/``)."""
