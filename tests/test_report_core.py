@@ -456,3 +456,12 @@ def test_phantom_report_describes_every_measured_lesion(small_phantom):
     assert r.data["aorta"]["measured"] and r.data["aorta"]["region"] == "below the lung bases"
     assert 15.0 < r.data["aorta"]["max_diameter_mm"] < 32.0  # the phantom's aorta: 2 × (10.5–13 mm) × body scale
     assert {x.rule for x in r.recommendations} >= {"bosniak_renal_cyst", "fleischner_solid_nodules"}
+
+
+def test_impression_states_the_aortic_calibre_not_its_volume(small_phantom):
+    ph, f = small_phantom
+    r = generate(f, parse("measure the aorta").to_dict(), labels=ph.labels, now=NOW)
+    d_mm = r.data["aorta"]["max_diameter_mm"]
+    assert d_mm < 25.5  # the phantom's aorta is not dilated
+    assert r.data["impression"][0] == f"Abdominal aorta not aneurysmal (maximal diameter {d_mm:.0f} mm)."
+    assert not any("Aorta volume" in item for item in r.data["impression"])

@@ -509,6 +509,12 @@ class _Builder:
                     items.append(S.impression_of_lesions(c, hits, [self.images(x["long_axis_slice"]) for x in hits]))
                 else:
                     items.append(S.absent_sentence(c, _narrowing(c, t)))
+            elif c == vocab.AORTA and self.aorta and self.aorta["measured"]:
+                # A radiologist's impression of the aorta is its calibre, not its volume; an
+                # aneurysm is stated by the rule's own impression below.
+                d_mm = self.aorta["max_diameter_mm"]
+                if not rules.abdominal_aortic_aneurysm(d_mm):
+                    items.append(f"Abdominal aorta not aneurysmal (maximal diameter {d_mm:.0f} mm).")
             else:
                 items.append(S.capitalise(self._organ_text(c, e, True)) + ".")
             said.add(c)
