@@ -1,15 +1,19 @@
-"""Reading and writing volumes: NIfTI files and DICOM series, through SimpleITK.
+"""Reading and writing volumes: NIfTI files (SimpleITK) and DICOM CT series (radmesh.dicom).
 
-SimpleITK hands back LPS geometry and (z, y, x) arrays for both formats, so the
-rest of radmesh never sees a RAS affine or a DICOM tag. Files are written to a
-temporary name in the same folder and renamed, so a failed write never leaves a
-half-written file behind.
+Both paths hand back LPS geometry and (z, y, x) arrays, so the rest of radmesh
+never sees a RAS affine or a DICOM tag. DICOM — a folder of slices, a .zip of
+one, or a single DICOM file — goes through :func:`radmesh.dicom.series.read_dicom_series`,
+which sorts slices by position, takes the slice spacing from the positions and
+refuses series whose geometry it cannot trust (see that module). Files are
+written to a temporary name in the same folder and renamed, so a failed write
+never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -17,6 +21,9 @@ import SimpleITK as sitk
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.fileio import atomic_output
 from radmesh.common.volume import Geometry, Volume
+
+if TYPE_CHECKING:
+    from radmesh.dicom.series import DicomSource
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -49,34 +56,48 @@ def from_sitk(image: sitk.Image) -> Volume:
     return Volume(sitk.GetArrayFromImage(image), geometry_of(image))
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """A NIfTI file or a folder of DICOM slices → Volume. Errors name the file and the problem."""
+def is_dicom_input(path: str | os.PathLike) -> bool:
+    """True for what the DICOM reader takes: a folder, a .zip, or a DICOM Part 10 file."""
+    from radmesh.dicom.series import is_dicom_file
+
+    p = Path(path)
+    if p.is_dir():
+        return True
+    if p.name.endswith(NIFTI_SUFFIXES):
+        return False
+    return p.suffix.lower() in (".zip", ".dcm") or is_dicom_file(p)
+
+
+def read_ct(path: str | os.PathLike) -> "tuple[Volume, DicomSource | None]":
+    """A CT from NIfTI or DICOM → (volume, DicomSource or None for NIfTI).
+
+    Callers that write DICOM SEG/SR need the DicomSource (slice headers, study
+    facts); everyone else can use :func:`read_volume`.
+    """
     p = Path(path)
     if not p.exists():
         raise InvalidInputError(f"{p}: no such file or folder")
-    if p.is_dir():
-        return _read_dicom_folder(p)
+    if is_dicom_input(p):
+        from radmesh.dicom.series import read_dicom_series
+
+        source = read_dicom_series(p)
+        return source.volume, source
+    return _read_nifti(p), None
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """A NIfTI file, or DICOM (folder of slices, .zip, single file) → Volume. Errors name the file and the problem."""
+    return read_ct(path)[0]
+
+
+def _read_nifti(p: Path) -> Volume:
     if not p.name.endswith(NIFTI_SUFFIXES):
-        raise InvalidInputError(f"{p}: not a NIfTI file (.nii or .nii.gz) or a DICOM folder")
+        raise InvalidInputError(
+            f"{p}: not a NIfTI file (.nii or .nii.gz), a DICOM folder, a .zip of DICOM slices or a DICOM file")
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as e:
         raise InvalidInputError(f"{p}: cannot be read as NIfTI ({_first_line(e)})") from None
-    return from_sitk(image)
-
-
-def _read_dicom_folder(folder: Path) -> Volume:
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InvalidInputError(f"{folder}: no DICOM series found in this folder")
-    # The series with the most slices is the one a reader of the study means.
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
-    reader.SetFileNames(files)
-    try:
-        image = reader.Execute()
-    except RuntimeError as e:
-        raise InvalidInputError(f"{folder}: DICOM series cannot be read ({_first_line(e)})") from None
     return from_sitk(image)
 
 
