@@ -507,6 +507,13 @@ def test_bad_label_maps(small, array_fn, pattern):
         measure(ct, Volume(array_fn(lab), g))
 
 
+def test_empty_label_map_with_named_classes_reports_them_absent(small):
+    g, lab = small
+    ct = Volume(np.zeros(g.shape_zyx, np.int16), g)
+    out = measure(ct, Volume(np.zeros_like(lab), g), classes=[28, 6]).to_dict()
+    assert [(s["class_index"], s["voxel_count"], s["lesions"]) for s in out["structures"]] == [(6, 0, []), (28, 0, [])]
+
+
 def test_integral_float_and_wide_integer_labels_are_accepted(small):
     g, lab = small
     ct = Volume(np.zeros(g.shape_zyx, np.int16), g)

@@ -348,16 +348,18 @@ class _Scene:
         self.ct, self.lab, self.g = ct, lab, geometry
         # Foreground box from two cheap max-projections, then one find_objects pass inside it.
         zs = np.flatnonzero(lab.max(axis=(1, 2)))
+        self.boxes: dict[int, tuple[slice, slice, slice]] = {}
+        self._stats: dict[int, tuple[int, float | None]] = {}
+        self._comps: dict[int, tuple[np.ndarray, tuple[slice, ...], list[_Component]]] = {}
+        if zs.size == 0:  # an empty map: every requested class is absent
+            return
         fg_z = slice(int(zs[0]), int(zs[-1]) + 1)
         plane = lab[fg_z].max(axis=0)
         ys, xs = np.flatnonzero(plane.max(axis=1)), np.flatnonzero(plane.max(axis=0))
         fg = (fg_z, slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
         objs = ndimage.find_objects(lab[fg], max_label=MAX_LABEL)
-        self.boxes: dict[int, tuple[slice, slice, slice]] = {
-            i + 1: tuple(slice(a.start + f.start, a.stop + f.start) for a, f in zip(sl, fg))
-            for i, sl in enumerate(objs) if sl is not None}
-        self._stats: dict[int, tuple[int, float | None]] = {}
-        self._comps: dict[int, tuple[np.ndarray, tuple[slice, ...], list[_Component]]] = {}
+        self.boxes = {i + 1: tuple(slice(a.start + f.start, a.stop + f.start) for a, f in zip(sl, fg))
+                      for i, sl in enumerate(objs) if sl is not None}
         self._hosts: dict[tuple[int, int], tuple[int | None, str]] = {}
         self._centroids: dict[int, np.ndarray] = {}
         self._s_ranges: dict[int, tuple[float, float]] = {}
@@ -631,7 +633,7 @@ def measure(ct: Volume, labels: Volume, classes: Sequence[int] | None = None,
 
     Raises InvalidInputError (or its subclasses GeometryError, UnknownClassError)
     for mismatched grids, bad label dtypes or values, unknown classes, an empty
-    label map or a bad size threshold.
+    label map when no classes are named, or a bad size threshold.
     """
     min_size = _check_min_size(min_lesion_mm3)
     if not isinstance(ct, Volume):
@@ -642,8 +644,11 @@ def measure(ct: Volume, labels: Volume, classes: Sequence[int] | None = None,
     _check_ct(ct.array)
     requested = _check_classes(classes)
     lab = _label_array(labels.array)
-    if not lab.any():
-        raise InvalidInputError("label map is empty: every voxel is 0 (background), there is nothing to measure")
+    if not lab.any() and requested is None:
+        # With classes named, an empty map is an answer ("no pancreatic tumour"): each is
+        # reported with volume 0. Without, there is nothing to measure.
+        raise InvalidInputError("label map is empty: every voxel is 0 (background), there is nothing to measure "
+                                "(name the classes to get them reported as absent)")
 
     scene = _Scene(ct.array, lab, ct.geometry)
     wanted = sorted(requested) if requested is not None else sorted(scene.boxes)
