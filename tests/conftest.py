@@ -72,3 +72,23 @@ def measurement_service(tmp_path_factory):
     svc = start_service("measurement", tmp_path_factory.mktemp("svc"), "--drain-s", "10")
     yield svc
     svc.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory):
+    """A real tritonserver serving ``universal_seg`` (CPU, shipped weights) on free loopback ports.
+
+    Started once per session and shared: do not kill() or stop() it; to simulate a crash,
+    start a TritonProcess of your own. Triton's log: ``triton_server.log_path``.
+    """
+    from radmesh.triton.launcher import TritonProcess
+
+    log_path = tmp_path_factory.mktemp("triton") / "triton.log"
+    ports = set()
+    while len(ports) < 3:
+        ports.add(free_port())
+    grpc_port, http_port, metrics_port = sorted(ports)
+    triton = TritonProcess(grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port, log_path=log_path)
+    triton.start(timeout_s=300)
+    yield triton
+    triton.stop()

@@ -173,22 +173,39 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from radmesh.model.pipeline import check_classes
 
-    # refuse what cannot be answered before reading the CT
-    classes, _ = resolve_targets(args.prompt, _parse_classes(args.classes))
-    check_classes(classes, load(args.weights)[1]["classes"])
+    if args.server and args.weights:
+        raise InvalidInputError("--weights is for in-process runs; a --server segments with its own model")
+    if args.server and not args.prompt and not args.classes:
+        raise InvalidInputError("give --prompt or --classes")
+    # refuse what cannot be answered before reading the CT (a --server refuses against its own model)
+    if not args.server:
+        classes, _ = resolve_targets(args.prompt, _parse_classes(args.classes))
+        check_classes(classes, load(args.weights)[1]["classes"])
     ct = read_volume(args.ct)
-    bar = tqdm(total=0, unit="window", desc="segment", disable=args.quiet)
+    bars: list = []  # made at the first window, so a request refused before inference prints one line
 
     def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=0, unit="window", desc="segment", disable=args.quiet))
+        bar = bars[0]
         bar.total = total
         bar.n = done
         bar.refresh()
 
     try:
-        summary = segment_to_folder(ct, args.out, prompt=args.prompt, classes=_parse_classes(args.classes),
-                                    weights=args.weights, fast=args.fast, overlap=args.overlap, progress=progress)
+        if args.server:
+            from radmesh.segmentation.client import segment_to_folder_remote
+
+            summary = segment_to_folder_remote(args.server, ct, args.out, prompt=args.prompt,
+                                               classes=_parse_classes(args.classes), fast=args.fast,
+                                               overlap=args.overlap, progress=progress, timeout_s=args.timeout_s)
+        else:
+            summary = segment_to_folder(ct, args.out, prompt=args.prompt, classes=_parse_classes(args.classes),
+                                        weights=args.weights, fast=args.fast, overlap=args.overlap,
+                                        progress=progress)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     if not args.quiet:
         for c in summary["classes"]:
             state = f"{c['volume_ml']:9.1f} mL" if c["found"] else "not found"
@@ -201,12 +218,29 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from radmesh.model.runtime import onnx_for
 
+    if getattr(args, "tensorrt", False):
+        from radmesh.model.export import export_for_tensorrt
+
+        if not args.out:
+            raise InvalidInputError("--tensorrt needs --out FILE.onnx")
+        result = export_for_tensorrt(args.out, args.weights)
+        print(f"wrote {result.path} (per-window class tables, max |logit difference| vs PyTorch "
+              f"{result.max_abs_diff:.2e})")
+        print(f"TensorRT: scripts/build_trt_plan.sh {result.path} model_repository/universal_seg_trt/1/model.plan"
+              f"   (on the GPU node, with trtexec)")
+        return 0
     path, result = onnx_for(args.weights, args.out)
     checked = f" (max |logit difference| vs PyTorch {result.max_abs_diff:.2e})" \
         if result is not None and result.max_abs_diff is not None else " (cached)"
     print(f"wrote {path}{checked}")
     print("TensorRT: scripts/build_trt_plan.sh " + str(path) + " model.plan   (on a GPU node with trtexec)")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from radmesh.report.command import main_args
+
+    return main_args(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -264,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("measure", help="measure structures and lesions in a label map")
-    p.add_argument("--ct", required=True, help="CT: NIfTI file or DICOM folder")
+    p.add_argument("--ct", required=True, help="CT: NIfTI file, DICOM folder or .zip of slices, or one DICOM file")
     p.add_argument("--mask", required=True, help="label map (NIfTI, vocabulary indices) on the CT's grid")
     p.add_argument("--classes", help="classes to measure, indices or names, comma-separated (default: all present)")
     p.add_argument("--min-lesion-mm3", type=float, default=10.0, help="smallest lesion reported, mm³ (default 10)")
@@ -294,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("segment", help="segment a CT from a request or class list (in-process, ONNX Runtime)")
-    p.add_argument("--ct", required=True, help="CT: NIfTI file or DICOM folder")
+    p.add_argument("--ct", required=True, help="CT: NIfTI file, DICOM folder or .zip of slices, or one DICOM file")
     p.add_argument("--prompt", help='what to segment, e.g. "segment the pancreatic tumor"')
     p.add_argument("--classes", help="or vocabulary classes, indices or names, comma-separated")
     p.add_argument("--out", required=True, help="output folder (labels.nii.gz, segmentation.json)")
@@ -302,11 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="3 mm instead of 1.5 mm: faster, coarser")
     p.add_argument("--overlap", type=float, help="sliding-window overlap, 0..0.9")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--server", help="HOST:PORT of a running segmentation service (default: in-process)")
+    p.add_argument("--timeout-s", type=float, default=900.0, help="deadline of the remote call, s")
     p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("report", help="draft a structured report (text, JSON, DICOM SEG/SR, NIfTI) of a label map")
+    from radmesh.report.command import add_arguments as _report_arguments
+
+    _report_arguments(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="export the model to ONNX (verified against PyTorch)")
     p.add_argument("--weights", help="model weights (default: the shipped reference model)")
     p.add_argument("--out", help="ONNX file to write (default: the cache radmesh segment uses)")
+    p.add_argument("--tensorrt", action="store_true",
+                   help="the graph for Triton's TensorRT plan: class_embedding (B,K,E), one table per window; "
+                        "needs --out (then scripts/build_trt_plan.sh on the GPU node)")
     p.set_defaults(func=cmd_export)
 
     for name, func, what in (("train", cmd_train, "train the model on synthetic phantoms"),
@@ -322,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_serve_arguments(sp, default_port=info.port, default_metrics_port=info.metrics_port)
         names = info.add_options(sp) if info.add_options else ()
         sp.set_defaults(func=cmd_serve, option_names=names)
+    # Triton is a tritonserver process, not one of our gRPC ServiceSpecs: its own flags and lifecycle
+    from radmesh.triton.serve import add_parser as add_triton_parser
+
+    add_triton_parser(serve_sub)
 
     p = sub.add_parser("up", help="run the whole mesh locally on its defaults, with a sample study")
     p.add_argument("--workdir", default=".radmesh", help="folder for the sample study and logs (default .radmesh)")

@@ -33,12 +33,37 @@ def _text_options(parser: argparse.ArgumentParser) -> tuple[str, ...]:
     return ("clip_weights", "class_table")
 
 
+def _segmentation_options(parser: argparse.ArgumentParser) -> tuple[str, ...]:
+    import os
+
+    from radmesh.common.config import add_env_argument, env_name
+
+    add_env_argument(parser, "--triton-url", default="127.0.0.1:8001", help="Triton's gRPC HOST:PORT")
+    add_env_argument(parser, "--triton-model", default="universal_seg",
+                     help="Triton model (universal_seg on CPU, universal_seg_trt on GPU)")
+    add_env_argument(parser, "--shared-memory", default="auto",
+                     help="Triton system shared memory: on, off, or auto (on when Triton is on loopback)")
+    add_env_argument(parser, "--text-url", default="127.0.0.1:50052", help="text service HOST:PORT (Parse, Encode)")
+    add_env_argument(parser, "--weights", help="model weights whose classes and class table the model has "
+                                               "(default: the shipped reference weights)")
+    env = env_name("--embedded")
+    parser.add_argument("--embedded", action="store_true",
+                        default=os.environ.get(env, "").lower() in ("1", "true", "yes", "on"),
+                        help=f"run the model in-process with ONNX Runtime instead of Triton (env {env}=1)")
+    return ("triton_url", "triton_model", "shared_memory", "text_url", "weights", "embedded")
+
+
 SERVICES: dict[str, ServiceInfo] = {
     "measurement": ServiceInfo("radmesh.measurement.server", 50054, 9104,
                                "per-structure and per-lesion measurements of a label map"),
     "text": ServiceInfo("radmesh.text.server", 50052, 9102,
                         "understand clinicians' sentences (Parse) and embed class prompts (Encode)",
                         add_options=_text_options),
+    "segmentation": ServiceInfo("radmesh.segmentation.server", 50053, 9103,
+                                "segment a CT from targets or a prompt with the Universal Model on Triton",
+                                add_options=_segmentation_options),
+    "report": ServiceInfo("radmesh.report.server", 50055, 9105,
+                          "draft structured reports (text, JSON) with DICOM SEG, DICOM SR and NIfTI"),
 }
 
 

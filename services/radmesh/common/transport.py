@@ -116,7 +116,9 @@ class VolumeAssembler:
         self.header: common_pb2.VolumeHeader | None = None
         self._geometry: Geometry | None = None
         self._dtype: np.dtype | None = None
-        self._buffer = bytearray()
+        # chunks as received (no copy per chunk; joined once in finish): uploads run at wire speed
+        self._chunks: list[bytes] = []
+        self._received = 0
         self._hash = hashlib.sha256()
 
     @property
@@ -125,7 +127,7 @@ class VolumeAssembler:
 
     @property
     def received_bytes(self) -> int:
-        return len(self._buffer)
+        return self._received
 
     def start(self, header: common_pb2.VolumeHeader) -> None:
         if self.header is not None:
@@ -158,32 +160,36 @@ class VolumeAssembler:
     def add(self, chunk: common_pb2.VolumeChunk) -> None:
         if self.header is None:
             raise InvalidInputError(f"{self.what}: a chunk arrived before the header")
-        if chunk.offset_bytes != len(self._buffer):
+        if chunk.offset_bytes != self._received:
             raise InvalidInputError(
-                f"{self.what}: chunk at offset {chunk.offset_bytes} but {len(self._buffer)} bytes received so far"
+                f"{self.what}: chunk at offset {chunk.offset_bytes} but {self._received} bytes received so far"
             )
-        if len(self._buffer) + len(chunk.data) > self.header.total_bytes:
+        data = chunk.data  # each read of a bytes field copies it: read it once
+        if self._received + len(data) > self.header.total_bytes:
             raise InvalidInputError(
                 f"{self.what}: more bytes than the {self.header.total_bytes} the header announced"
             )
-        self._buffer += chunk.data
-        self._hash.update(chunk.data)
+        self._chunks.append(data)
+        self._received += len(data)
+        self._hash.update(data)
 
     def finish(self) -> Volume:
         if self.header is None:
             raise InvalidInputError(f"{self.what}: the stream ended without a header")
-        if len(self._buffer) != self.header.total_bytes:
+        if self._received != self.header.total_bytes:
             raise InvalidInputError(
-                f"{self.what}: stream ended after {len(self._buffer)} of {self.header.total_bytes} bytes"
+                f"{self.what}: stream ended after {self._received} of {self.header.total_bytes} bytes"
             )
         if self._hash.hexdigest() != self.header.sha256:
             raise InvalidInputError(f"{self.what}: SHA-256 mismatch, the payload was corrupted in transit")
         assert self._geometry is not None and self._dtype is not None
         raw_bytes = int(np.prod(self._geometry.shape_zyx)) * self._dtype.itemsize
+        payload = b"".join(self._chunks)
+        self._chunks = []  # release the wire copies before the caller works on the array
         if self.header.compression == common_pb2.COMPRESSION_ZLIB:
             d = zlib.decompressobj()
             try:
-                raw = d.decompress(bytes(self._buffer), raw_bytes)
+                raw = d.decompress(payload, raw_bytes)
                 if d.unconsumed_tail or not d.eof:
                     raise InvalidInputError(
                         f"{self.what}: zlib payload does not decode to the {raw_bytes} bytes its shape implies"
@@ -191,10 +197,10 @@ class VolumeAssembler:
             except zlib.error as e:
                 raise InvalidInputError(f"{self.what}: zlib payload is corrupt ({e})") from None
         else:
-            raw = bytes(self._buffer)
+            raw = payload
+        del payload
         if len(raw) != raw_bytes:
             raise InvalidInputError(f"{self.what}: payload holds {len(raw)} bytes, shape needs {raw_bytes}")
-        self._buffer = bytearray()  # release the wire copy before the caller works on the array
         array = np.frombuffer(raw, dtype=self._dtype).reshape(self._geometry.shape_zyx)
         return Volume(array.astype(self._dtype.newbyteorder("="), copy=False), self._geometry)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -110,17 +110,28 @@ def segment_to_folder(ct: Volume, out_dir: str | os.PathLike, prompt: str | None
                      spacing_mm=FAST_SPACING_MM if fast else MODEL_SPACING_MM,
                      overlap=DEFAULT_OVERLAP if overlap is None else overlap, progress=progress,
                      validated_classes=meta["classes"])
-    out = Path(out_dir)
-    write_volume(result.labels, out / "labels.nii.gz")
     summary = {
         "prompt": prompt, "intent": intent,
-        "classes": [{"class_index": c, "name": vocab.get(c).name, "found": result.voxel_counts[c] > 0,
-                     "voxel_count": result.voxel_counts[c], "volume_ml": round(result.volumes_ml[c], 3)}
-                    for c in result.class_indices],
+        "classes": classes_summary(result.class_indices, result.voxel_counts, result.volumes_ml),
         "model": {"model_version": meta.get("model_version"), "encoder_id": meta.get("encoder_id"),
                   "weights": str(meta["path"]), "runtime": "onnxruntime"},
         "spacing_mm": result.spacing_mm, "windows": result.windows,
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }
-    write_text_atomic(out / "segmentation.json", json.dumps(summary, indent=2) + "\n")
+    write_segmentation(out_dir, result.labels, summary)
     return summary
+
+
+def classes_summary(class_indices: Sequence[int], voxel_counts: Mapping[int, int],
+                    volumes_ml: Mapping[int, float]) -> list[dict[str, Any]]:
+    """segmentation.json's ``classes``: per requested class, found, voxel_count, volume_ml (mL, 3 decimals)."""
+    return [{"class_index": c, "name": vocab.get(c).name, "found": voxel_counts[c] > 0,
+             "voxel_count": int(voxel_counts[c]), "volume_ml": round(float(volumes_ml[c]), 3)}
+            for c in class_indices]
+
+
+def write_segmentation(out_dir: str | os.PathLike, labels: Volume, summary: dict[str, Any]) -> None:
+    """Write ``out_dir``/labels.nii.gz and ``out_dir``/segmentation.json (in-process and --server alike)."""
+    out = Path(out_dir)
+    write_volume(labels, out / "labels.nii.gz")
+    write_text_atomic(out / "segmentation.json", json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""The segmentation service: core (pure), Triton runner, gRPC server and client."""
