@@ -9,8 +9,9 @@
    it, :func:`radmesh.model.pipeline.check_classes`) — checked before any heavy work;
 2. class embeddings: the text service's Encode of the model's validated classes with
    the encoder the weights record; the table must come from the same encoder
-   (``encoder_id``) and hash to the weights' ``table_sha256``, else
-   FailedPreconditionError naming both. A verified table is cached per (encoder,
+   (``encoder_id``) and hash to the weights' ``table_sha256`` (or agree with the table
+   the weights carry within ``TABLE_TOLERANCE``: batch composition moves MiniLM's rows
+   by ~1e-7), else FailedPreconditionError naming both. A verified table is cached per (encoder,
    classes), so Encode runs once per process;
 3. the pipeline (:func:`radmesh.model.pipeline.segment`) with the runner: Triton
    (:class:`~radmesh.segmentation.triton_runner.TritonRunner`) or, when configured,
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TRITON_URL = "127.0.0.1:8001"  # radmesh serve triton's gRPC port
 DEFAULT_TEXT_URL = "127.0.0.1:50052"  # radmesh serve text
 MAX_OVERLAP = 0.9  # SegmentOptions.overlap is a fraction in [0, 0.9]
+# Largest |Δ| between the text service's class table and the weights' own that still counts
+# as the same table: float32 rounding from batch composition is ~1e-7; another encoder or
+# prompt template differs by > 1e-2.
+TABLE_TOLERANCE = 1e-5
 SHARED_MEMORY_MODES = ("auto", "on", "off")
 STAGES = ("parsing", "encoding", "preprocessing", "inference", "postprocessing")
 
@@ -253,9 +258,16 @@ class Segmenter:
                                           f"{len(classes)} classes")
         sha = table_sha256(table)
         if sha != self.model.class_table_sha256:
-            raise FailedPreconditionError(
-                f"the text service's class table (sha256 {sha}) is not the one model {self.model.model_version} "
-                f"was trained with (sha256 {self.model.class_table_sha256}), both from {encoder_id}")
+            # The same encoder may return a row a few ulps apart depending on what it batched
+            # it with (MiniLM pads a batch to its longest prompt): compare with the table the
+            # weights carry, within TABLE_TOLERANCE, before refusing.
+            trained = np.asarray(self.meta.get("class_embedding", np.zeros((0, 0))), dtype=np.float32)
+            diff = float(np.max(np.abs(trained - table))) if trained.shape == table.shape else math.inf
+            if not diff <= TABLE_TOLERANCE:
+                raise FailedPreconditionError(
+                    f"the text service's class table (sha256 {sha}) is not the one model {self.model.model_version} "
+                    f"was trained with (sha256 {self.model.class_table_sha256}, max difference {diff:.3g}), "
+                    f"both from {encoder_id}")
         rows = {c: table[i] for i, c in enumerate(classes)}
         with self._cache.lock:
             self._cache.tables[key] = rows
