@@ -1,6 +1,7 @@
 """``radmesh up``: the whole mesh on one machine, as processes, on its defaults.
 
-Starts every service of ``services.SERVICES`` with ``radmesh serve NAME``, waits
+Starts Triton (the ``tritonserver`` of the nvidia-pytriton wheel, on the shipped
+weights), then every service of ``services.SERVICES`` with ``radmesh serve NAME``, waits
 for each to report SERVING on grpc.health.v1, answers the sample study (a
 phantom generated from a fixed seed, so every machine gets the same one) through
 the running services, then keeps the mesh up until Ctrl-C or SIGTERM and drains
@@ -19,6 +20,7 @@ from pathlib import Path
 from radmesh.common.errors import UnavailableError
 from radmesh.common.grpcclient import wait_serving
 from radmesh.services import SERVICES
+from radmesh.triton.launcher import TritonProcess
 
 HEALTH_TIMEOUT_S = 60.0
 
@@ -56,21 +58,52 @@ def _sample(workdir: Path, seed: int) -> Path:
 DEMO_QUESTION = "segment the pancreatic tumor and measure it"
 
 
-def _demo(folder: Path) -> None:
+def _demo(folder: Path, workdir: Path) -> None:
+    """The sample study through the running mesh: Parse → Segment → Measure → Generate.
+
+    The segmentation runs in ``fast`` mode (3 mm) so the demo answers in about a minute on
+    a laptop CPU; the report and its DICOM SEG, DICOM SR and NIfTI go to WORKDIR/demo.
+    """
     from radmesh.common.imageio import read_volume
     from radmesh.measurement.client import measure_remote
     from radmesh.measurement.summary import format_text
+    from radmesh.report.artifacts import parse_formats, report_files, write_report_folder
+    from radmesh.report.client import generate_remote
+    from radmesh.segmentation.client import list_classes_remote, segment_remote
     from radmesh.text.client import parse_remote
 
-    text_target = f"127.0.0.1:{SERVICES['text'].port}"
-    intent = parse_remote(text_target, DEMO_QUESTION)
+    address = {name: f"127.0.0.1:{info.port}" for name, info in SERVICES.items()}
+    intent = parse_remote(address["text"], DEMO_QUESTION)
     understood = ", ".join(t["name"] + (f" ({t['subregion']})" if t["subregion"] else "") for t in intent["targets"])
-    print(f'\n"{DEMO_QUESTION}" → text service at {text_target}: {understood}; '
+    print(f'\n"{DEMO_QUESTION}" → text service at {address["text"]}: {understood}; '
           f"actions {', '.join(intent['actions'])}", flush=True)
-    target = f"127.0.0.1:{SERVICES['measurement'].port}"
-    print(f"\nmeasuring {folder / 'labels.nii.gz'} through the measurement service at {target}:\n", flush=True)
-    result = measure_remote(target, read_volume(folder / "ct.nii.gz"), read_volume(folder / "labels.nii.gz"))
-    print(format_text(result), flush=True)
+
+    ct = read_volume(folder / "ct.nii.gz")
+    print(f"\nsegmenting {folder / 'ct.nii.gz'} through the segmentation service at {address['segmentation']} "
+          f"(Triton, fast mode) ...", flush=True)
+    labels, summary = segment_remote(address["segmentation"], ct, prompt=DEMO_QUESTION, fast=True)
+    for row in summary["classes"]:
+        print(f"  {row['name']}: {row['volume_ml']:.1f} mL ({row['voxel_count']} voxels)", flush=True)
+
+    print(f"\nmeasuring through the measurement service at {address['measurement']}:\n", flush=True)
+    classes = sorted({int(t["class_index"]) for t in intent["targets"]})
+    findings = measure_remote(address["measurement"], ct, labels, classes=classes)
+    print(format_text(findings), flush=True)
+
+    formats = parse_formats(None)
+    if not labels.array.any():
+        # A DICOM SEG needs at least one segment (and the SR references the SEG): with
+        # nothing found, the report says so and only the NIfTI label map is written.
+        formats = parse_formats("nifti")
+        print("nothing was found, so no DICOM SEG or SR is written (a SEG needs at least one segment)", flush=True)
+    validated = [int(c["class_index"]) for c in list_classes_remote(address["segmentation"])["classes"]]
+    report, artifacts = generate_remote(address["report"], findings, intent, model=summary.get("model"),
+                                        validated_classes=validated, labels=labels, formats=formats)
+    out = workdir / "demo"
+    write_report_folder(out, {**report_files(text=report.text, json_text=report.json), **artifacts})
+    print(f"\ndraft report from the report service at {address['report']} "
+          f"(files in {out}: {', '.join(sorted(p.name for p in out.iterdir()))}):\n", flush=True)
+    print(report.text, flush=True)
 
 
 def up(workdir: str | os.PathLike = ".radmesh", exit_after_demo: bool = False, seed: int = 0) -> int:
@@ -81,7 +114,12 @@ def up(workdir: str | os.PathLike = ".radmesh", exit_after_demo: bool = False, s
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     procs: dict[str, subprocess.Popen] = {}
+    triton = TritonProcess(log_path=logs / "triton.log")
     try:
+        # Triton first: the segmentation service sends its windows there.
+        triton.start()
+        print(f"{'triton':<12} serving on {triton.grpc_url}   metrics http://127.0.0.1:{triton.metrics_port}/metrics",
+              flush=True)
         for name, info in SERVICES.items():
             procs[name] = _start(name, logs)
             target = f"127.0.0.1:{info.port}"
@@ -94,7 +132,7 @@ def up(workdir: str | os.PathLike = ".radmesh", exit_after_demo: bool = False, s
                 raise
             print(f"{name:<12} serving on {target}   metrics http://127.0.0.1:{info.metrics_port}/metrics",
                   flush=True)
-        _demo(_sample(workdir, seed))
+        _demo(_sample(workdir, seed), workdir)
         if exit_after_demo:
             return 0
         print("\nradmesh is up. Ctrl-C stops every service.", flush=True)
@@ -103,6 +141,10 @@ def up(workdir: str | os.PathLike = ".radmesh", exit_after_demo: bool = False, s
                 if p.poll() is not None:
                     raise UnavailableError(f"{name} service stopped unexpectedly (exit {p.returncode}); "
                                            f"see {logs / (name + '.log')}")
+            if not triton.running:
+                raise UnavailableError(f"Triton stopped unexpectedly (exit {triton.returncode}); "
+                                       f"see {logs / 'triton.log'}")
         return 0
     finally:
         _stop(procs)
+        triton.stop()
