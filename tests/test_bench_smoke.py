@@ -13,3 +13,13 @@ def test_measurement_benchmark_runs_and_prints_the_ratio():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "speed-up vs featureextractor" in r.stdout
     assert "Liver Tumor" in r.stdout
+
+
+def test_serving_benchmark_runs_and_prints_the_ratios():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_serving.py"), "--size", "96", "--slices", "40",
+                        "--spacing-mm", "4,4,5", "--fast", "--repeat", "1", "--clients", "1,2", "--upload-mib", "32",
+                        "--window-calls", "1"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "label maps equal (served vs in-process): True" in r.stdout
+    assert "served / in-process:" in r.stdout and "upload on loopback:" in r.stdout
+    assert "2 client(s):" in r.stdout
