@@ -255,6 +255,20 @@ def test_lungs_are_split_by_the_body_midline_when_both_are_requested():
     assert np.count_nonzero(alone == V.RIGHT_LUNG) == np.count_nonzero(p[0] > 0.5)
 
 
+def test_kidneys_predicted_on_one_side_are_given_back_their_sides():
+    shape = (10, 40, 60)
+    body = np.zeros(shape, bool)
+    body[:, 5:35, 5:55] = True                                     # centre x = 29.5
+    # both kidneys called "left kidney" (the usual confusion: a window cannot see which side it is on)
+    p = _probs(shape, (1, S[2:8, 20:30, 10:18], 0.9), (1, S[2:8, 20:30, 42:50], 0.9))
+    out = postprocess(p, [V.RIGHT_KIDNEY, V.LEFT_KIDNEY], 1.0, body_mask=body)
+    assert (out[2:8, 20:30, 10:18] == V.RIGHT_KIDNEY).all()        # patient's right = low x (LPS)
+    assert (out[2:8, 20:30, 42:50] == V.LEFT_KIDNEY).all()
+    # without the split, "largest component" would have kept one kidney and dropped the other
+    alone = postprocess(p[1:], [V.LEFT_KIDNEY], 1.0, body_mask=body)
+    assert np.count_nonzero(alone == V.LEFT_KIDNEY) == 6 * 10 * 8
+
+
 def test_midline_follows_a_rotated_body():
     shape = (4, 101, 101)
     yy, xx = np.mgrid[0:101, 0:101] - 50.0

@@ -6,15 +6,17 @@ turns (K, Z, Y, X) probabilities on the model's grid into one uint8 label map of
 vocabulary indices (0 background) with these rules, applied in this order:
 
 1. **Threshold.** A class claims a voxel where its probability is > ``threshold`` (0.5).
-2. **Lungs left/right** (only when both Right Lung 16 and Left Lung 17 are requested).
-   The union of both lung masks is split by the body's mid-sagittal plane: voxels on
-   the patient's right of it become Right Lung, the others Left Lung, each with the
-   higher of the two lung probabilities. This fixes a lung predicted on the wrong side
-   or under both names. The plane passes through the centroid of ``body_mask`` and is
+2. **Left/right pairs** (lungs, kidneys, adrenal glands, femoral heads: each pair
+   only when both its sides are requested). The union of the two masks is split by
+   the body's mid-sagittal plane: voxels on the patient's right of it become the
+   right class, the others the left, each with the higher of the two probabilities.
+   This fixes an organ predicted on the wrong side or under both names (a window's
+   view of one kidney or lung rarely tells which side it is on; the body's midline
+   does). The plane passes through the centroid of ``body_mask`` and is
    perpendicular to the body's in-plane long (left–right) axis, so a patient rotated
    on the table a few degrees is still split down the middle; without a body mask,
    or for a body too round to have a long axis, it is the plane x = centroid
-   (of the body, else of the lungs).
+   (of the body, else of the pair's union).
 3. **Organs:** only the largest 26-connected component is kept (an organ is one piece).
 4. **Vessels:** components of at least ``min_vessel_mm3`` are kept (vessels are
    legitimately cut into several pieces by a scan's field of view or by branching;
@@ -66,7 +68,7 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
 
     ``spacing_zyx_mm``: the voxel size (one number if isotropic); ``body_mask`` (Z, Y, X) bool,
-    optional: the patient's body, for the lung midline. ``probabilities`` is not modified.
+    optional: the patient's body, for the midline that splits left/right pairs. ``probabilities`` is not modified.
     """
     classes = [int(c) for c in class_indices]
     probs = np.asarray(probabilities)
@@ -83,16 +85,16 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     if body_mask is not None and body_mask.shape != shape:
         raise InvalidInputError(f"body_mask shape {body_mask.shape} does not match the probabilities' {shape}")
 
-    # 1. threshold. Masks and probabilities are kept per class; a lung split replaces both.
+    # 1. threshold. Masks and probabilities are kept per class; a left/right split replaces both.
     masks = {c: probs[i] > threshold for i, c in enumerate(classes)}
     prob = {c: probs[i] for i, c in enumerate(classes)}
 
-    # 2. lungs split left/right by the body midline.
-    if vocab.RIGHT_LUNG in masks and vocab.LEFT_LUNG in masks:
-        right, left, p = split_lungs(masks[vocab.RIGHT_LUNG], masks[vocab.LEFT_LUNG],
-                                     prob[vocab.RIGHT_LUNG], prob[vocab.LEFT_LUNG], body_mask, spacing)
-        masks[vocab.RIGHT_LUNG], masks[vocab.LEFT_LUNG] = right, left
-        prob[vocab.RIGHT_LUNG] = prob[vocab.LEFT_LUNG] = p
+    # 2. left/right pairs split by the body midline.
+    for r, l in vocab.LEFT_RIGHT_PAIRS:
+        if r in masks and l in masks:
+            right, left, p = split_pair(masks[r], masks[l], prob[r], prob[l], body_mask, spacing)
+            masks[r], masks[l] = right, left
+            prob[r] = prob[l] = p
 
     # 3. organs: largest component; 4. vessels: components above a size.
     for c in classes:
@@ -202,10 +204,10 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_zyx_mm: Sequence[float
     return out
 
 
-def split_lungs(right: np.ndarray, left: np.ndarray, p_right: np.ndarray, p_left: np.ndarray,
-                body_mask: np.ndarray | None, spacing_zyx_mm: Sequence[float]
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rule 2: (right lung mask, left lung mask, lung probability) from the two predicted masks."""
+def split_pair(right: np.ndarray, left: np.ndarray, p_right: np.ndarray, p_left: np.ndarray,
+               body_mask: np.ndarray | None, spacing_zyx_mm: Sequence[float]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rule 2: (right mask, left mask, probability of either) of a left/right pair from its two predicted masks."""
     union = right | left
     p = np.maximum(p_right, p_left)
     if not union.any():
@@ -219,7 +221,7 @@ def _left_of_midline(union: np.ndarray, body_mask: np.ndarray | None,
     """Bool (Z, Y, X): True on the patient's left of the body's mid-sagittal plane."""
     centre, axis = midline(body_mask, spacing_zyx_mm) if body_mask is not None and body_mask.any() else (None, None)
     if centre is None:
-        centre = np.argwhere(union.any(axis=0)).mean(axis=0)   # (y, x) centroid of the lungs' footprint
+        centre = np.argwhere(union.any(axis=0)).mean(axis=0)   # (y, x) centroid of the pair's footprint
         axis = np.array([0.0, 1.0])
     _, sy, sx = spacing_zyx_mm
     ny, nx = union.shape[1:]
