@@ -425,7 +425,8 @@ def test_cli_measure_on_a_dicom_folder(axial, tmp_path):
     r = subprocess.run([sys.executable, "-m", "radmesh.cli", "measure", "--ct", str(tmp_path / "dicom"),
                         "--mask", str(mask), "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout)
+    got = json.loads(r.stdout)   # stdout is the JSON alone; which series was read goes to stderr
+    assert "radmesh: DICOM series " in r.stderr and "(CT, " in r.stderr and "chosen, the only series" in r.stderr
     want = measure(axial.ct, axial.labels).to_dict()
     assert [s["class_index"] for s in got["structures"]] == [s["class_index"] for s in want["structures"]]
     for a, b in zip(got["structures"], want["structures"]):

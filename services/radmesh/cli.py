@@ -48,6 +48,11 @@ def _parse_floats(text: str, n: int, what: str) -> tuple[float, ...]:
     return values
 
 
+def announce_dicom(sentence: str) -> None:
+    """Tell the user which DICOM series was read (stderr: stdout may carry --json)."""
+    print(f"radmesh: DICOM {sentence}", file=sys.stderr, flush=True)
+
+
 # ---- phantom ---------------------------------------------------------------
 def cmd_phantom(args: argparse.Namespace) -> int:
     from radmesh.phantom.generator import PhantomConfig, generate, write_phantom
@@ -80,7 +85,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from radmesh.measurement.summary import format_text
 
     classes = _parse_classes(args.classes)
-    ct = read_volume(args.ct)
+    ct = read_volume(args.ct, announce_dicom)
     labels = read_volume(args.mask)
     if args.server:
         from radmesh.measurement.client import measure_remote
@@ -181,7 +186,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if not args.server:
         classes, _ = resolve_targets(args.prompt, _parse_classes(args.classes))
         check_classes(classes, load(args.weights)[1]["classes"])
-    ct = read_volume(args.ct)
+    ct = read_volume(args.ct, announce_dicom)
     bars: list = []  # made at the first window, so a request refused before inference prints one line
 
     def progress(done: int, total: int) -> None:

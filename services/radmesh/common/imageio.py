@@ -12,6 +12,7 @@ never leaves a half-written file behind.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,11 +69,14 @@ def is_dicom_input(path: str | os.PathLike) -> bool:
     return p.suffix.lower() in (".zip", ".dcm") or is_dicom_file(p)
 
 
-def read_ct(path: str | os.PathLike) -> "tuple[Volume, DicomSource | None]":
+def read_ct(path: str | os.PathLike,
+            announce: "Callable[[str], None] | None" = None) -> "tuple[Volume, DicomSource | None]":
     """A CT from NIfTI or DICOM → (volume, DicomSource or None for NIfTI).
 
     Callers that write DICOM SEG/SR need the DicomSource (slice headers, study
-    facts); everyone else can use :func:`read_volume`.
+    facts); everyone else can use :func:`read_volume`. ``announce`` receives the
+    DICOM reader's sentence on which series was read and what else was there (the
+    CLI prints it: a user must know which of several series was measured).
     """
     p = Path(path)
     if not p.exists():
@@ -81,13 +85,17 @@ def read_ct(path: str | os.PathLike) -> "tuple[Volume, DicomSource | None]":
         from radmesh.dicom.series import read_dicom_series
 
         source = read_dicom_series(p)
+        if announce is not None:
+            announce(source.chosen)
         return source.volume, source
     return _read_nifti(p), None
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """A NIfTI file, or DICOM (folder of slices, .zip, single file) → Volume. Errors name the file and the problem."""
-    return read_ct(path)[0]
+def read_volume(path: str | os.PathLike, announce: "Callable[[str], None] | None" = None) -> Volume:
+    """A NIfTI file, or DICOM (folder of slices, .zip, single file) → Volume. Errors name the file and the problem.
+
+    ``announce``: as for :func:`read_ct`."""
+    return read_ct(path, announce)[0]
 
 
 def _read_nifti(p: Path) -> Volume:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +82,13 @@ def load_model_info(path: str | os.PathLike | None,
     return info, (validated or None)
 
 
-def read_ct_and_study(path: str | os.PathLike) -> tuple[Volume, Any, dict[str, Any]]:
-    """(CT, DicomSource or None, StudyMetadata dict) — DICOM headers and study facts when the CT is DICOM."""
+def read_ct_and_study(path: str | os.PathLike, announce: Callable[[str], None] | None = None
+                      ) -> tuple[Volume, Any, dict[str, Any]]:
+    """(CT, DicomSource or None, StudyMetadata dict) — DICOM headers and study facts when the CT is DICOM.
+    ``announce`` receives the sentence on which DICOM series was read (see imageio.read_ct)."""
     from radmesh.common.imageio import read_ct
 
-    ct, source = read_ct(path)
+    ct, source = read_ct(path, announce)
     if source is None:
         return ct, None, {}
     from radmesh.report.core import STUDY_FIELDS
@@ -110,7 +112,8 @@ def _classes_to_measure(labels: np.ndarray, intent: dict[str, Any]) -> list[int]
 def run(ct_path: str, mask_path: str, prompt: str, out_dir: str, formats: str | None = None,
         server: str | None = None, model_info: str | None = None,
         min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3,
-        timeout_s: float = 300.0) -> tuple[dict[str, Any], str, list[Path]]:
+        timeout_s: float = 300.0, announce: Callable[[str], None] | None = None
+        ) -> tuple[dict[str, Any], str, list[Path]]:
     """Make the report of ``prompt`` on the CT and label map and write ``out_dir``.
 
     Returns (report JSON document, report text, written paths).
@@ -126,7 +129,7 @@ def run(ct_path: str, mask_path: str, prompt: str, out_dir: str, formats: str | 
     intent = parse(prompt).to_dict()
     normalise_intent(intent)  # refuse a request outside the vocabulary before reading any volume
     model, validated = load_model_info(model_info, mask_path)
-    ct, source, study = read_ct_and_study(ct_path)
+    ct, source, study = read_ct_and_study(ct_path, announce)
     raw = read_volume(mask_path)
     ct.geometry.require_match(raw.geometry, what="label map", ref="CT")
     labels = Volume(label_array(raw), raw.geometry)
@@ -149,9 +152,12 @@ def run(ct_path: str, mask_path: str, prompt: str, out_dir: str, formats: str | 
 
 def main_args(args: Any) -> int:
     """The ``radmesh report`` subcommand (argparse namespace from radmesh.cli)."""
+    from radmesh.cli import announce_dicom
+
     data, text, written = run(args.ct, args.mask, args.prompt, args.out, formats=args.formats,
                               server=args.server, model_info=args.model_info,
-                              min_lesion_mm3=args.min_lesion_mm3, timeout_s=args.timeout_s)
+                              min_lesion_mm3=args.min_lesion_mm3, timeout_s=args.timeout_s,
+                              announce=announce_dicom)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
