@@ -37,6 +37,7 @@ from pydicom.uid import generate_uid
 from radmesh import __version__
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.labels import label_array
 from radmesh.common.volume import Volume
 from radmesh.dicom.codes import DISPLAY_RGB, codes_for
 from radmesh.dicom.series import DicomSource
@@ -46,24 +47,6 @@ __all__ = ["SEG_SERIES_NUMBER", "algorithm_identification", "build_seg", "derive
 
 SEG_SERIES_NUMBER = 9001
 MANUFACTURER = "radmesh"
-
-
-def _label_array(labels: Volume) -> np.ndarray:
-    a = labels.array
-    if a.dtype == np.bool_:
-        raise InvalidInputError("label map is boolean; radmesh label maps hold vocabulary class indices "
-                                f"0..{vocab.NUM_CLASSES}")
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.all(np.isfinite(a)) or not np.array_equal(a, np.rint(a)):
-            raise InvalidInputError(f"label map ({a.dtype}) holds non-integer values; labels must be class indices")
-    elif not np.issubdtype(a.dtype, np.integer):
-        raise InvalidInputError(f"label map has dtype {a.dtype}; expected integer class indices")
-    lo, hi = float(a.min()), float(a.max())
-    if lo < 0 or hi > vocab.NUM_CLASSES:
-        bad = lo if lo < 0 else hi
-        raise InvalidInputError(f"label map holds value {bad:g}, outside the vocabulary's class indices "
-                                f"0..{vocab.NUM_CLASSES}")
-    return a.astype(np.uint8, copy=False)
 
 
 def _classes(class_indices: Sequence[int]) -> list[int]:
@@ -77,7 +60,7 @@ def _classes(class_indices: Sequence[int]) -> list[int]:
 
 def segment_numbers(labels: Volume, class_indices: Sequence[int]) -> dict[int, int]:
     """{class index: segment number} for the classes of ``class_indices`` present in ``labels`` (vocabulary order)."""
-    lab = _label_array(labels)
+    lab = label_array(labels.array)
     present = set(np.flatnonzero(np.bincount(lab.ravel(), minlength=vocab.NUM_CLASSES + 1)).tolist())
     wanted = [c for c in _classes(class_indices) if c in present]
     return {c: n for n, c in enumerate(wanted, start=1)}
@@ -165,7 +148,7 @@ def build_seg(labels: Volume, class_indices: list[int], study: dict | None, sour
     lut = np.zeros(vocab.NUM_CLASSES + 1, dtype=np.uint8)
     for c, n in numbers.items():
         lut[c] = n
-    pixel_array = lut[_label_array(labels)]
+    pixel_array = lut[label_array(labels.array)]
     algorithm = algorithm_identification(model)
     descriptions = [_description(c, n, algorithm) for c, n in numbers.items()]
     m = dict(model or {})

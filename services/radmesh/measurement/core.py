@@ -84,6 +84,7 @@ from scipy import ndimage
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.labels import label_array
 from radmesh.common.volume import Geometry, Volume
 from radmesh.measurement import location as loc
 from radmesh.measurement.diameters import farthest_pair, recist_axes, row_ends_zyx
@@ -110,7 +111,6 @@ HOST_SHELL_WIDE_VOXELS = 6
 MAX_LABEL = vocab.NUM_CLASSES
 
 _STRUCT26 = np.ones((3, 3, 3), dtype=bool)
-_SLAB = 8  # slices per chunk when converting floating-point label maps
 
 
 # ---- results -------------------------------------------------------------------
@@ -275,49 +275,6 @@ def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
     if not out:
         raise InvalidInputError("classes is empty; pass None to measure every class in the label map")
     return out
-
-
-def _label_array(arr: np.ndarray) -> np.ndarray:
-    """Validate a label array and return it as uint8 (no copy when it already is)."""
-    dt = arr.dtype
-    if dt == np.bool_:
-        raise InvalidInputError(
-            "label map is boolean (a binary mask); radmesh label maps hold vocabulary class "
-            f"indices 0..{MAX_LABEL} — write the mask with its class index (e.g. mask * 28 for a pancreas tumour)")
-    if np.issubdtype(dt, np.integer):
-        if dt == np.uint8:
-            hi = int(arr.max())
-            if hi > MAX_LABEL:
-                raise InvalidInputError(
-                    f"label map holds value {hi}, outside the vocabulary's class indices 0..{MAX_LABEL}")
-            return arr
-        lo, hi = int(arr.min()), int(arr.max())
-        bad = lo if lo < 0 else hi
-        if lo < 0 or hi > MAX_LABEL:
-            raise InvalidInputError(
-                f"label map holds value {bad}, outside the vocabulary's class indices 0..{MAX_LABEL}")
-        return arr.astype(np.uint8)
-    if np.issubdtype(dt, np.floating):
-        lo, hi = float(np.min(arr)), float(np.max(arr))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise InvalidInputError(f"label map ({dt}) holds NaN or infinite values; labels must be class indices")
-        if lo < 0 or hi > MAX_LABEL:
-            bad = lo if lo < 0 else hi
-            raise InvalidInputError(
-                f"label map holds value {bad:g}, outside the vocabulary's class indices 0..{MAX_LABEL}")
-        out = np.empty(arr.shape, dtype=np.uint8)
-        for z in range(0, arr.shape[0], _SLAB):
-            slab = arr[z:z + _SLAB]
-            u = slab.astype(np.uint8)
-            if not np.array_equal(u, slab):
-                frac = slab[u != slab].flat[0]
-                raise InvalidInputError(
-                    f"label map ({dt}) holds non-integer value {float(frac):g}; labels must be whole "
-                    f"class indices 0..{MAX_LABEL}")
-            out[z:z + _SLAB] = u
-        return out
-    raise InvalidInputError(
-        f"label map has dtype {dt}; expected an integer array of class indices 0..{MAX_LABEL}")
 
 
 def _check_ct(arr: np.ndarray) -> None:
@@ -643,7 +600,7 @@ def measure(ct: Volume, labels: Volume, classes: Sequence[int] | None = None,
     ct.geometry.require_match(labels.geometry, what="label map", ref="CT")
     _check_ct(ct.array)
     requested = _check_classes(classes)
-    lab = _label_array(labels.array)
+    lab = label_array(labels.array)
     if not lab.any() and requested is None:
         # With classes named, an empty map is an answer ("no pancreatic tumour"): each is
         # reported with volume 0. Without, there is nothing to measure.

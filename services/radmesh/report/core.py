@@ -242,9 +242,9 @@ def patient_age_years(study: Mapping[str, Any]) -> int | None:
 
 def label_array(labels: Volume) -> np.ndarray:
     """The label map as uint8 class indices, refused exactly as the measurement service refuses it."""
-    from radmesh.measurement.core import _label_array  # the one definition of a valid label map
+    from radmesh.common import labels as label_maps
 
-    return _label_array(labels.array)
+    return label_maps.label_array(labels.array)
 
 
 def check_labels(findings: Mapping[str, Any], labels: Volume) -> np.ndarray:
