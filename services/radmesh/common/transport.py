@@ -157,6 +157,16 @@ class VolumeAssembler:
             raise InvalidInputError(f"{self.what}: sha256 must be 64 lower-case hex characters")
         self.header, self._geometry, self._dtype = header, geometry, dtype
 
+    def add_part(self, part: common_pb2.VolumePart) -> None:
+        """One element of a VolumePart stream: the header (:meth:`start`) or a chunk (:meth:`add`)."""
+        which = part.WhichOneof("part")
+        if which == "header":
+            self.start(part.header)
+        elif which == "chunk":
+            self.add(part.chunk)
+        else:
+            raise InvalidInputError(f"{self.what}: an empty VolumePart arrived")
+
     def add(self, chunk: common_pb2.VolumeChunk) -> None:
         if self.header is None:
             raise InvalidInputError(f"{self.what}: a chunk arrived before the header")

@@ -17,16 +17,6 @@ from radmesh.v1 import measurement_pb2, measurement_pb2_grpc
 SERVICE_NAME = measurement_pb2.DESCRIPTOR.services_by_name["MeasurementService"].full_name
 
 
-def _feed(asm: VolumeAssembler, part) -> None:
-    which = part.WhichOneof("part")
-    if which == "header":
-        asm.start(part.header)
-    elif which == "chunk":
-        asm.add(part.chunk)
-    else:
-        raise InvalidInputError(f"{asm.what}: an empty VolumePart arrived")
-
-
 class MeasurementServicer(measurement_pb2_grpc.MeasurementServiceServicer):
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
@@ -44,9 +34,9 @@ class MeasurementServicer(measurement_pb2_grpc.MeasurementServiceServicer):
                     raise InvalidInputError("MeasureOptions must be the first message of the stream")
                 options = request.options
             elif which == "ct":
-                _feed(ct, request.ct)
+                ct.add_part(request.ct)
             elif which == "labels":
-                _feed(labels, request.labels)
+                labels.add_part(request.labels)
             else:
                 raise InvalidInputError(f"message {n} of the stream is empty")
         deadline.check("upload")

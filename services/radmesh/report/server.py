@@ -69,14 +69,7 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             elif which == "labels":
                 if options is None:
                     raise InvalidInputError("the label map arrived before GenerateOptions")
-                part = request.labels
-                kind = part.WhichOneof("part")
-                if kind == "header":
-                    labels.start(part.header)
-                elif kind == "chunk":
-                    labels.add(part.chunk)
-                else:
-                    raise InvalidInputError("label map: an empty VolumePart arrived")
+                labels.add_part(request.labels)
             else:
                 raise InvalidInputError(f"message {n} of the stream is empty")
         deadline.check("upload")
