@@ -270,11 +270,31 @@ def verify_onnx(path: str | os.PathLike, model: nn.Module, shapes: Sequence[tupl
 
     A per-window graph (``class_embedding`` (B, K, E)) gets a different random table for
     every window and is compared with PyTorch run on each window and its own table."""
-    from radmesh.model.onnx_runner import OnnxRunner
+    per_window = embedding_layout_of(path) == "per_window"
+    if per_window:
+        # OnnxRunner takes the CPU graph's shared (K, E) table only: run the session directly.
+        import onnxruntime as ort
 
-    if embedding_layout_of(path) == "per_window":
-        return _verify_per_window(path, model, shapes, seed, threads)
-    runner = OnnxRunner(path, threads=threads)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads) if threads else 0
+        so.log_severity_level = 3
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        e = int(onnx_metadata(path).get("radmesh.embed_dim", "0")) or int(getattr(model, "embed_dim"))
+
+        def onnx_logits(image: np.ndarray, emb: np.ndarray) -> np.ndarray:
+            return session.run([OUTPUT_LOGITS], {INPUT_IMAGE: image, INPUT_EMBEDDING: emb})[0]
+
+        def torch_logits(image: torch.Tensor, emb: torch.Tensor) -> np.ndarray:
+            return np.concatenate([model(image[i:i + 1], emb[i]).numpy() for i in range(image.shape[0])])
+    else:
+        from radmesh.model.onnx_runner import OnnxRunner
+
+        onnx_logits = OnnxRunner(path, threads=threads)
+        e = onnx_logits.embed_dim
+
+        def torch_logits(image: torch.Tensor, emb: torch.Tensor) -> np.ndarray:
+            return model(image, emb).numpy()
+
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
     was_training = model.training
@@ -282,40 +302,11 @@ def verify_onnx(path: str | os.PathLike, model: nn.Module, shapes: Sequence[tupl
     try:
         for b, k in shapes:
             image = torch.rand(b, 1, WINDOW, WINDOW, WINDOW, generator=gen)
-            emb = torch.randn(k, runner.embed_dim, generator=gen)
-            emb = emb / emb.norm(dim=1, keepdim=True)
+            emb = torch.randn(*((b, k, e) if per_window else (k, e)), generator=gen)
+            emb = emb / emb.norm(dim=-1, keepdim=True)
             with torch.inference_mode():
-                ref = model(image, emb).numpy()
-            got = runner(image.numpy(), emb.numpy())
-            if got.shape != ref.shape:
-                raise ExportVerificationError(f"ONNX logits have shape {got.shape}, PyTorch {ref.shape} (B={b}, K={k})")
-            worst = max(worst, float(np.max(np.abs(got - ref))))
-    finally:
-        model.train(was_training)
-    return worst
-
-
-def _verify_per_window(path, model: nn.Module, shapes: Sequence[tuple[int, int]], seed: int,
-                       threads: int | None) -> float:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads) if threads else 0
-    so.log_severity_level = 3
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    e = int(onnx_metadata(path).get("radmesh.embed_dim", "0")) or int(getattr(model, "embed_dim"))
-    gen = torch.Generator().manual_seed(seed)
-    worst = 0.0
-    was_training = model.training
-    model.eval()
-    try:
-        for b, k in shapes:
-            image = torch.rand(b, 1, WINDOW, WINDOW, WINDOW, generator=gen)
-            emb = torch.randn(b, k, e, generator=gen)
-            emb = emb / emb.norm(dim=2, keepdim=True)
-            with torch.inference_mode():
-                ref = np.concatenate([model(image[i:i + 1], emb[i]).numpy() for i in range(b)])
-            got = session.run([OUTPUT_LOGITS], {INPUT_IMAGE: image.numpy(), INPUT_EMBEDDING: emb.numpy()})[0]
+                ref = torch_logits(image, emb)
+            got = onnx_logits(image.numpy(), emb.numpy())
             if got.shape != ref.shape:
                 raise ExportVerificationError(f"ONNX logits have shape {got.shape}, PyTorch {ref.shape} (B={b}, K={k})")
             worst = max(worst, float(np.max(np.abs(got - ref))))
