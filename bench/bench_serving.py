@@ -21,8 +21,11 @@ Measured:
    warm-up each; medians and their ratio (target ≤ 1.15), and the label maps must be equal;
 2. volume upload on loopback: a ``--upload-mib`` int16 CT streamed to the service in
    ≈1 MiB chunks until the service has it assembled and its SHA-256 verified (its
-   RECEIVING done event), then cancelled — no segmentation runs. MB/s = 10⁶ bytes per
-   second, with messages encoded before timing (transfer + server) and including the
+   RECEIVING done event), then cancelled. The cancelled request still resamples the CT
+   before the service notices (preprocessing is not interruptible; it stops at the
+   first window), so each timed upload waits until the service process's CPU time has
+   stopped growing — otherwise an upload races the previous one's resampling for the
+   two cores. MB/s = 10⁶ bytes per second, with messages encoded before timing (transfer + server) and including the
    client's encoding and hashing (target ≥ 500 MB/s);
 3. window traffic, Triton system shared memory vs tensors inside gRPC messages:
    :class:`~radmesh.segmentation.triton_runner.TritonRunner` calls of 2 windows with K = 2
@@ -90,7 +93,24 @@ def median_time(fn, n: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-def bench_upload(target: str, mib: int, repeat: int) -> tuple[float, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, window_s: float = 0.5, busy_fraction: float = 0.05, timeout_s: float = 300.0) -> None:
+    """Return once process ``pid`` used under ``busy_fraction`` of a core over ``window_s``."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        before = cpu_seconds(pid)
+        time.sleep(window_s)
+        if cpu_seconds(pid) - before < busy_fraction * window_s:
+            return
+    raise SystemExit(f"process {pid} did not go idle within {timeout_s:.0f} s")
+
+
+def bench_upload(target: str, mib: int, repeat: int, service_pid: int) -> tuple[float, float]:
     """(MB/s with pre-encoded messages, MB/s including client encoding) for a ``mib`` MiB int16 CT."""
     from radmesh.segmentation.client import segment_requests
     from radmesh.v1 import common_pb2, segmentation_pb2_grpc
@@ -102,6 +122,7 @@ def bench_upload(target: str, mib: int, repeat: int) -> tuple[float, float]:
     nbytes = ct.array.nbytes
 
     def upload(requests) -> float:
+        wait_idle(service_pid)
         with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20),
                                                     ("grpc.max_send_message_length", 64 << 20)]) as ch:
             t0 = time.perf_counter()
@@ -268,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"served / in-process: {ms / ml:.3f} (median {ms:.2f} s vs {ml:.2f} s; target ≤ 1.15)")
 
             if "upload" in parts:
-                up_pre, up_full = bench_upload(target, args.upload_mib, max(1, args.repeat))
+                up_pre, up_full = bench_upload(target, args.upload_mib, max(1, args.repeat), seg.pid)
                 print(f"upload on loopback: {up_pre:.0f} MB/s (pre-encoded), {up_full:.0f} MB/s with client "
                       f"encoding (target ≥ 500 MB/s)")
 
