@@ -241,6 +241,19 @@ def test_small_lesions_are_removed():
     assert out[4, 4, 4] == V.LUNG_TUMOR and out[21, 21, 21] == 0
 
 
+def test_unconfident_lesions_are_removed_by_their_peak_probability():
+    p = _probs((30, 30, 30), (0, S[2:8, 2:8, 2:8], 0.6), (0, S[20:26, 20:26, 20:26], 0.6))
+    p[0, 22, 22, 22] = 0.95                                         # the second blob has a confident core
+    out = postprocess(p, [V.LUNG_TUMOR], 1.5, min_lesion_mm3=0, lesion_peak=0.9)
+    assert out[4, 4, 4] == 0 and out[21, 21, 21] == V.LUNG_TUMOR    # the whole confident component stays
+    kept = postprocess(p, [V.LUNG_TUMOR], 1.5, min_lesion_mm3=0, lesion_peak=0.5)
+    assert kept[4, 4, 4] == V.LUNG_TUMOR
+    organs = postprocess(p, [V.LIVER], 1.5, lesion_peak=0.99)       # organs are not filtered by it
+    assert np.count_nonzero(organs == V.LIVER) == 6 ** 3   # its largest component, unconfident or not
+    with pytest.raises(InvalidInputError, match="lesion_peak"):
+        postprocess(p, [V.LUNG_TUMOR], 1.5, lesion_peak=1.5)
+
+
 def test_lungs_are_split_by_the_body_midline_when_both_are_requested():
     shape = (10, 40, 60)
     body = np.zeros(shape, bool)

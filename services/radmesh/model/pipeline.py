@@ -129,12 +129,14 @@ class SegmentationResult:
     spacing_mm: float
     model_grid: Geometry
     body_box_zyx: tuple[tuple[int, int], ...]
+    host_classes: tuple[int, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: per class name, voxels and volume_ml, plus timings."""
         return {
             "classes": [{"class_index": c, "name": vocab.get(c).name, "voxels": self.voxel_counts[c],
-                         "volume_ml": round(self.volumes_ml[c], 3)} for c in self.class_indices],
+                         "volume_ml": round(self.volumes_ml[c], 3), "host_only": c in self.host_classes}
+                        for c in self.class_indices],
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "windows": self.windows,
             "spacing_mm": self.spacing_mm,
@@ -142,6 +144,24 @@ class SegmentationResult:
 
 
 # ---- classes and embeddings -------------------------------------------------------------
+
+def with_hosts(classes: Sequence[int], validated: Sequence[int]) -> tuple[int, ...]:
+    """``classes`` followed by the host organs of its lesion classes that were not requested
+    (only those in ``validated``; both sides of a left/right host pair).
+
+    A lesion asked for alone would otherwise be post-processed without its organ: rule 5
+    of :mod:`radmesh.model.postprocess` keeps lesions only inside their host, and the
+    measurement and report place a lesion (pancreatic tail, liver segment) and compare its
+    attenuation with the organ it sits in, both from the host's label.
+    """
+    allowed = {int(v) for v in validated}
+    out = [int(c) for c in classes]
+    for c in list(out):
+        for h in vocab.get(c).host:
+            if h in allowed and h not in out:
+                out.append(h)
+    return tuple(out)
+
 
 def check_classes(requested: Sequence[int], validated: Sequence[int]) -> tuple[int, ...]:
     """``requested`` as distinct vocabulary indices (request order), each validated for the model.
@@ -254,7 +274,8 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
             class_table: Mapping[int, np.ndarray] | np.ndarray, spacing_mm: float = MODEL_SPACING_MM,
             overlap: float = DEFAULT_OVERLAP, sw_batch_size: int = DEFAULT_SW_BATCH_SIZE, mode: str = "gaussian",
             min_lesion_mm3: float = MIN_LESION_MM3, progress: ProgressCallback | None = None,
-            validated_classes: Sequence[int] | None = None, crop_to_body: bool = True) -> SegmentationResult:
+            validated_classes: Sequence[int] | None = None, crop_to_body: bool = True,
+            add_hosts: bool = True) -> SegmentationResult:
     """Segment ``class_indices`` in ``ct`` (HU, any grid) with ``runner`` (see module docstring).
 
     ``spacing_mm``: model-space spacing (1.5; FAST_SPACING_MM = 3.0 for ``--fast``);
@@ -264,15 +285,18 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
     ``crop_to_body=False`` tiles the whole canonical volume, exactly as MONAI's
     ``sliding_window_inference`` on the uncropped image does (slower; the windows, and so
     the pooled image feature that conditions each window's heads, are then those of the
-    usual MONAI pipeline).
+    usual MONAI pipeline); ``add_hosts`` (default) also segments the host organs of
+    requested lesions (:func:`with_hosts`): they are in the label map and the result,
+    listed in ``host_classes``.
     """
     t0 = time.perf_counter()
     if not isinstance(ct, Volume):
         raise InvalidInputError(f"ct must be a Volume, got {type(ct).__name__}")
     if not np.issubdtype(ct.array.dtype, np.number) or np.issubdtype(ct.array.dtype, np.complexfloating):
         raise InvalidInputError(f"CT voxels must be real numbers (HU), got dtype {ct.array.dtype}")
-    classes = check_classes(class_indices, validated_classes) if validated_classes is not None else \
-        check_classes(class_indices, [c.index for c in vocab.CLASSES])
+    validated = validated_classes if validated_classes is not None else [c.index for c in vocab.CLASSES]
+    requested = check_classes(class_indices, validated)
+    classes = with_hosts(requested, validated) if add_hosts else requested
     if not (np.isfinite(spacing_mm) and 0.5 <= float(spacing_mm) <= 10.0):
         raise InvalidInputError(f"spacing_mm must be in 0.5..10 mm, got {spacing_mm}")
     if not 0.0 <= float(overlap) < 1.0:
@@ -303,15 +327,9 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
                                          sw_batch_size=batch, mode=mode, progress=progress)
     t2 = time.perf_counter()
 
-    crop_labels = postprocess(probs, classes, float(spacing_mm), min_lesion_mm3=float(min_lesion_mm3),
-                              body_mask=crop > 0)
+    out, t3 = labels_on_ct_grid(probs, classes, model_image, box, crop, ct.geometry,
+                                min_lesion_mm3=float(min_lesion_mm3))
     del probs
-    labels = np.zeros(model_image.array.shape, dtype=np.uint8)
-    labels[box] = crop_labels
-    t3 = time.perf_counter()
-
-    out = from_model_space(Volume(labels, model_image.geometry), ct.geometry)
-    out = Volume(out.array.astype(np.uint8, copy=False), ct.geometry)
     counts_all = np.bincount(out.array.ravel(), minlength=vocab.NUM_CLASSES + 1)
     voxel_ml = ct.geometry.voxel_volume_mm3 / 1000.0
     counts = {c: int(counts_all[c]) for c in classes}
@@ -322,7 +340,20 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
         labels=out, class_indices=classes, voxel_counts=counts,
         volumes_ml={c: n * voxel_ml for c, n in counts.items()}, timings_s=timings,
         windows=window_count(crop.shape, float(overlap)), spacing_mm=float(spacing_mm),
-        model_grid=model_image.geometry, body_box_zyx=tuple((s.start, s.stop) for s in box))
+        model_grid=model_image.geometry, body_box_zyx=tuple((s.start, s.stop) for s in box),
+        host_classes=classes[len(requested):])
+
+
+def labels_on_ct_grid(probs: np.ndarray, classes: Sequence[int], model_image: Volume, box: tuple[slice, ...],
+                      crop: np.ndarray, ct_geometry: Geometry, **postprocess_kwargs: Any) -> tuple[Volume, float]:
+    """(K, z, y, x) probabilities on the body crop ``box`` of ``model_image`` → (uint8 label map on
+    ``ct_geometry``, perf_counter time when post-processing ended). Keywords go to :func:`postprocess`."""
+    spacing_mm = float(model_image.geometry.spacing_xyz_mm[0])
+    labels = np.zeros(model_image.array.shape, dtype=np.uint8)
+    labels[box] = postprocess(probs, classes, spacing_mm, body_mask=crop > 0, **postprocess_kwargs)
+    t_post = time.perf_counter()
+    out = from_model_space(Volume(labels, model_image.geometry), ct_geometry)
+    return Volume(out.array.astype(np.uint8, copy=False), ct_geometry), t_post
 
 
 def segment_volume(ct: Volume, model: torch.nn.Module | None = None, meta: Mapping[str, Any] | None = None, *,

@@ -28,9 +28,13 @@ vocabulary indices (0 background) with these rules, applied in this order:
    lesion's hosts form a left/right pair (kidneys, lungs) and only one side was
    requested, the other side's lesions could not be told from false positives, so
    the lesions are again kept as they are (request both sides, or neither).
-6. **Small lesions:** lesion components (26-connected) smaller than
-   ``min_lesion_mm3`` are removed (applied after rule 5, so the part of a lesion
-   left inside its host is what is measured).
+6. **Small or unconfident lesions:** lesion components (26-connected) smaller than
+   ``min_lesion_mm3``, or whose highest probability is below ``lesion_peak`` (a
+   hysteresis threshold: a real lesion has a confident core, a false positive is
+   mostly a rim of probabilities just over 0.5), are removed (applied after rule 5,
+   so the part of a lesion left inside its host is what is measured). The default
+   :data:`LESION_PEAK` was chosen on validation phantoms, never the evaluation ones
+   (:mod:`radmesh.model.calibrate`).
 7. **Overlaps.** Where a lesion and one of its host organs both claim a voxel, the
    lesion wins whatever the probabilities (the label-map convention: lesion labels
    override their host organ). Any other conflict goes to the class with the highest
@@ -55,6 +59,8 @@ from radmesh.common.errors import InvalidInputError
 THRESHOLD = 0.5
 MIN_LESION_MM3 = 20.0          # ≈ a sphere of 3.4 mm diameter (6 voxels at 1.5 mm)
 MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
+# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 (docs/model_card.md).
+LESION_PEAK = 0.5
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
@@ -62,8 +68,9 @@ STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
 def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 spacing_zyx_mm: float | Sequence[float], *, threshold: float = THRESHOLD,
-                min_lesion_mm3: float = MIN_LESION_MM3, min_vessel_mm3: float = MIN_VESSEL_MM3,
-                host_dilation_mm: float = HOST_DILATION_MM, body_mask: np.ndarray | None = None) -> np.ndarray:
+                min_lesion_mm3: float = MIN_LESION_MM3, lesion_peak: float = LESION_PEAK,
+                min_vessel_mm3: float = MIN_VESSEL_MM3, host_dilation_mm: float = HOST_DILATION_MM,
+                body_mask: np.ndarray | None = None) -> np.ndarray:
     """(K, Z, Y, X) probabilities in [0, 1] of ``class_indices`` (K vocabulary indices, request
     order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
 
@@ -77,6 +84,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                                 f"got shape {probs.shape}")
     if len(set(classes)) != len(classes):
         raise InvalidInputError(f"class indices must be distinct, got {classes}")
+    if not 0.0 <= float(lesion_peak) <= 1.0:
+        raise InvalidInputError(f"lesion_peak must be a probability in [0, 1], got {lesion_peak}")
     for c in classes:
         vocab.get(c)
     spacing = _spacing3(spacing_zyx_mm)
@@ -104,7 +113,7 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
         elif kind is vocab.Kind.VESSEL:
             masks[c] = remove_small_components(masks[c], min_voxels=min_vessel_mm3 / voxel_mm3)
 
-    # 5. lesions inside their dilated host; 6. small lesions removed.
+    # 5. lesions inside their dilated host; 6. small or unconfident lesions removed.
     for c in classes:
         if not vocab.get(c).is_lesion:
             continue
@@ -115,6 +124,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 host |= masks[h]
             masks[c] &= dilate_mm(host, host_dilation_mm, spacing)
         masks[c] = remove_small_components(masks[c], min_voxels=min_lesion_mm3 / voxel_mm3)
+        if lesion_peak > threshold:
+            masks[c] = remove_unconfident_components(masks[c], prob[c], lesion_peak)
 
     # 7. overlaps.
     return resolve_overlaps(classes, masks, prob)
@@ -181,6 +192,21 @@ def remove_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     sizes = np.bincount(comps.ravel())
     keep = sizes >= min_voxels
     keep[0] = False
+    if keep[1:].all():
+        return mask
+    out = np.zeros_like(mask)
+    out[box] = keep[comps]
+    return out
+
+
+def remove_unconfident_components(mask: np.ndarray, probability: np.ndarray, min_peak: float) -> np.ndarray:
+    """``mask`` without its 26-connected components whose highest ``probability`` is below ``min_peak``."""
+    box = _box(mask)
+    if box is None:
+        return mask
+    comps, n = ndimage.label(mask[box], structure=STRUCT26)
+    peaks = ndimage.maximum(probability[box], labels=comps, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(peaks, dtype=float) >= min_peak])
     if keep[1:].all():
         return mask
     out = np.zeros_like(mask)

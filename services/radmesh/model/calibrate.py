@@ -1,0 +1,164 @@
+"""Choosing the lesion post-processing thresholds on validation phantoms: ``python -m radmesh.model.calibrate``.
+
+The thresholds that decide which predicted lesion components survive post-processing
+(:data:`radmesh.model.postprocess.LESION_PEAK`, the minimum peak probability of a
+component, and the minimum lesion volume) change the evaluation's sensitivity and
+false positives directly, so they must not be chosen on the evaluation phantoms
+(seeds 0–19; 0–99 are reserved) and not on training phantoms (seeds ≥ 1000, which the
+model has seen). Calibration uses seeds from :data:`VALIDATION_SEEDS` (100–999).
+
+For each validation seed: the phantom (default full-size config, as the evaluation
+uses), the production pipeline's model space, body crop and sliding-window
+probabilities of every validated class (the weights' in-process PyTorch runner),
+computed once and kept as float16. Then for every (lesion_peak, min_lesion_mm3) of
+the grid, :func:`radmesh.model.pipeline.labels_on_ct_grid` (the pipeline's own
+post-processing and resampling) and :func:`radmesh.model.evaluate.case_metrics`;
+:func:`radmesh.model.evaluate.summarise` over the seeds gives one table row.
+
+The recommended setting is the one with the fewest false positives per case among
+those whose lesion sensitivity is the best of the grid (ties: the lower thresholds,
+which cut less). The table, not the recommendation, is the output to read: with a few
+validation cases a difference of one lesion is a large step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from radmesh.common.errors import InvalidInputError
+from radmesh.common.volume import Volume
+from radmesh.model.evaluate import case_metrics, default_weights_path, summarise
+from radmesh.phantom.generator import Phantom, PhantomConfig, generate
+
+VALIDATION_SEEDS = range(100, 1000)
+DEFAULT_SEEDS = (100, 101, 102, 103)
+DEFAULT_PEAKS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+DEFAULT_MIN_LESION_MM3 = (20.0, 50.0, 100.0, 200.0)
+
+
+@dataclass
+class CachedCase:
+    """One validation phantom and its model-space probabilities (float16, body crop)."""
+
+    phantom: Phantom
+    model_image: Volume
+    box: tuple[slice, ...]
+    probabilities: np.ndarray
+
+
+def check_validation_seeds(seeds: Iterable[int]) -> list[int]:
+    out = [int(s) for s in seeds]
+    if not out:
+        raise InvalidInputError("calibration needs at least one validation seed")
+    bad = [s for s in out if s not in VALIDATION_SEEDS]
+    if bad:
+        raise InvalidInputError(f"seeds {bad} are not validation seeds ({VALIDATION_SEEDS.start}–"
+                                f"{VALIDATION_SEEDS.stop - 1}): 0–99 are the evaluation's, ≥ 1000 the training's")
+    return out
+
+
+def cache_case(seed: int, model, meta: dict, overlap: float, config: PhantomConfig | None = None) -> CachedCase:
+    from radmesh.model.pipeline import TorchRunner, class_embeddings, class_table_from_meta, \
+        sliding_window_probabilities
+    from radmesh.model.preprocess import MODEL_SPACING_MM, body_box, to_model_space
+
+    ph = generate(seed, config or PhantomConfig())
+    classes = [int(c) for c in meta["classes"]]
+    embedding = class_embeddings(classes, class_table_from_meta(meta))
+    model_image = to_model_space(ph.ct, float(meta.get("spacing_mm", MODEL_SPACING_MM)))
+    box = body_box(model_image.array)
+    probs = sliding_window_probabilities(model_image.array[box], embedding, TorchRunner(model), overlap=overlap)
+    return CachedCase(ph, model_image, box, probs.astype(np.float16))
+
+
+def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[float],
+          min_lesion_mm3: Sequence[float]) -> list[dict]:
+    """One summary row per (lesion_peak, min_lesion_mm3)."""
+    from radmesh.model.pipeline import labels_on_ct_grid
+
+    rows = []
+    for peak in peaks:
+        for mm3 in min_lesion_mm3:
+            per_case = []
+            for case in cases:
+                crop = case.model_image.array[case.box]
+                labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
+                                              case.box, crop, case.phantom.ct.geometry,
+                                              lesion_peak=float(peak), min_lesion_mm3=float(mm3))
+                per_case.append(case_metrics(case.phantom.ct, case.phantom.labels, case.phantom.truth, labels))
+            s = summarise(per_case)
+            rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=float(mm3),
+                             sensitivity=s["lesions"]["sensitivity"], detected=s["lesions"]["detected"],
+                             total=s["lesions"]["total"], fp_per_case=s["lesions"]["fp_per_case"],
+                             median_diameter_error_mm=s["lesions"]["median_abs_diameter_error_mm"],
+                             mean_organ_dice=s["mean_organ_dice"]))
+    return rows
+
+
+def recommend(rows: Sequence[dict]) -> dict:
+    """The fewest false positives among the rows with the best sensitivity (ties: lower thresholds)."""
+    best = max(r["sensitivity"] for r in rows)
+    top = [r for r in rows if r["sensitivity"] >= best - 1e-12]
+    return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"]))
+
+
+def format_rows(rows: Sequence[dict]) -> str:
+    def num(v, fmt):
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    lines = ["| lesion_peak | min_lesion_mm3 | sensitivity | FP / case | median diameter error (mm) | mean organ Dice |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['lesion_peak']:.2f} | {r['min_lesion_mm3']:g} | {num(r['sensitivity'], '.3f')} "
+                     f"({r['detected']}/{r['total']}) | {num(r['fp_per_case'], '.2f')} | "
+                     f"{num(r['median_diameter_error_mm'], '.2f')} | {num(r['mean_organ_dice'], '.3f')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from radmesh.model.train import load_weights
+
+    ap = argparse.ArgumentParser(prog="python -m radmesh.model.calibrate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default=None, help="weights file (default: the shipped reference weights)")
+    ap.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="validation seeds, 100–999")
+    ap.add_argument("--overlap", type=float, default=0.25)
+    ap.add_argument("--peaks", default=",".join(map(str, DEFAULT_PEAKS)))
+    ap.add_argument("--min-lesion-mm3", default=",".join(f"{v:g}" for v in DEFAULT_MIN_LESION_MM3))
+    ap.add_argument("--json", default=None, help="write the rows and the recommendation here")
+    a = ap.parse_args(argv)
+    try:
+        seeds = check_validation_seeds(int(s) for s in a.seeds.split(","))
+        peaks = [float(v) for v in a.peaks.split(",")]
+        mm3 = [float(v) for v in a.min_lesion_mm3.split(",")]
+    except (InvalidInputError, ValueError) as e:
+        raise SystemExit(f"radmesh calibrate: {e}") from None
+    model, meta = load_weights(a.weights or default_weights_path())
+    t0 = time.perf_counter()
+    cases = []
+    for seed in seeds:
+        cases.append(cache_case(seed, model, meta, a.overlap))
+        print(f"seed {seed}: probabilities {cases[-1].probabilities.shape} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3)
+    print(format_rows(rows))
+    rec = recommend(rows)
+    print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {rec['min_lesion_mm3']:g} "
+          f"(sensitivity {rec['sensitivity']:.3f}, {rec['fp_per_case']:.2f} FP per case on seeds {seeds})")
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as f:
+            json.dump(dict(seeds=seeds, weights=str(a.weights or default_weights_path()), overlap=a.overlap,
+                           rows=rows, recommended=rec, model_version=meta.get("model_version"),
+                           pid=os.getpid()), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Calibration of the lesion post-processing thresholds (radmesh.model.calibrate), without a model.
+
+The sweep is run on cached "probabilities" made from a phantom's own truth, so its
+expected result is known: every lesion found with no false positive at any
+threshold, until the minimum volume exceeds the smallest lesion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from radmesh.common import vocabulary as V
+from radmesh.common.errors import InvalidInputError
+from radmesh.model.calibrate import CachedCase, check_validation_seeds, recommend, sweep
+from radmesh.model.data import PHANTOM_CLASSES
+from radmesh.model.preprocess import body_box, labels_to_model_space, to_model_space
+from radmesh.phantom.generator import PhantomConfig, generate
+
+
+def test_only_validation_seeds_are_accepted():
+    assert check_validation_seeds([100, 999]) == [100, 999]
+    for seeds in ([0], [19, 100], [1000], []):
+        with pytest.raises(InvalidInputError):
+            check_validation_seeds(seeds)
+
+
+def test_recommend_prefers_sensitivity_then_fewest_false_positives_then_lower_thresholds():
+    rows = [dict(lesion_peak=0.5, min_lesion_mm3=20.0, sensitivity=1.0, fp_per_case=9.0),
+            dict(lesion_peak=0.9, min_lesion_mm3=20.0, sensitivity=1.0, fp_per_case=2.0),
+            dict(lesion_peak=0.95, min_lesion_mm3=20.0, sensitivity=1.0, fp_per_case=2.0),
+            dict(lesion_peak=0.95, min_lesion_mm3=200.0, sensitivity=0.5, fp_per_case=0.0)]
+    assert recommend(rows) is rows[1]
+
+
+def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives():
+    ph = generate(100, PhantomConfig(in_plane_size=96, spacing_xyz_mm=(3.0, 3.0, 4.0), slices=40, oblique=False,
+                                     lesions=(V.LIVER_TUMOR,)))
+    image = to_model_space(ph.ct, 3.0)
+    labels = labels_to_model_space(ph.labels, image.geometry).array
+    box = body_box(image.array)
+    classes = list(PHANTOM_CLASSES)
+    probs = np.stack([(labels[box] == c) * 0.95 for c in classes]).astype(np.float16)
+    liver = classes.index(V.LIVER)
+    probs[liver] = np.maximum(probs[liver], (labels[box] == V.LIVER_TUMOR) * 0.95)  # organs include their lesions
+    case = CachedCase(ph, image, box, probs)
+    rows = sweep([case], classes, peaks=(0.5, 0.99), min_lesion_mm3=(20.0,))
+    assert [r["lesion_peak"] for r in rows] == [0.5, 0.99]
+    assert rows[0]["total"] >= 1 and rows[0]["sensitivity"] == 1.0 and rows[0]["fp_per_case"] == 0
+    assert rows[0]["mean_organ_dice"] > 0.8
+    assert rows[1]["detected"] == 0          # nothing reaches a peak of 0.99
