@@ -42,9 +42,10 @@ def test_segment_from_a_prompt_writes_labels_on_the_ct_grid(case, env, tmp_path)
     assert r.returncode == 0, r.stderr
     labels, ct = read_volume(out / "labels.nii.gz"), read_volume(case / "ct.nii.gz")
     assert labels.geometry.matches(ct.geometry) and labels.array.dtype.kind == "u"
-    assert set(int(v) for v in set(labels.array.ravel().tolist())) <= {0, 6, 28}
+    # the pancreas comes with the pancreatic tumour: its host, which places the tumour
+    assert set(int(v) for v in set(labels.array.ravel().tolist())) <= {0, 6, 28, 11}
     summary = json.loads((out / "segmentation.json").read_text())
-    assert [c["class_index"] for c in summary["classes"]] == [6, 28]
+    assert [(c["class_index"], c["host_only"]) for c in summary["classes"]] == [(6, False), (28, False), (11, True)]
     assert summary["intent"]["targets"][0]["class_index"] in (6, 28)
     assert summary["model"]["runtime"] == "onnxruntime"
 

@@ -112,7 +112,8 @@ def segment_to_folder(ct: Volume, out_dir: str | os.PathLike, prompt: str | None
                      validated_classes=meta["classes"])
     summary = {
         "prompt": prompt, "intent": intent,
-        "classes": classes_summary(result.class_indices, result.voxel_counts, result.volumes_ml),
+        "classes": classes_summary(result.class_indices, result.voxel_counts, result.volumes_ml,
+                                   result.host_classes),
         "model": {"model_version": meta.get("model_version"), "encoder_id": meta.get("encoder_id"),
                   "weights": str(meta["path"]), "runtime": "onnxruntime"},
         "spacing_mm": result.spacing_mm, "windows": result.windows,
@@ -123,10 +124,12 @@ def segment_to_folder(ct: Volume, out_dir: str | os.PathLike, prompt: str | None
 
 
 def classes_summary(class_indices: Sequence[int], voxel_counts: Mapping[int, int],
-                    volumes_ml: Mapping[int, float]) -> list[dict[str, Any]]:
-    """segmentation.json's ``classes``: per requested class, found, voxel_count, volume_ml (mL, 3 decimals)."""
+                    volumes_ml: Mapping[int, float], host_classes: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """segmentation.json's ``classes``: per class (requested, then host organs added for requested
+    lesions), found, voxel_count, volume_ml (mL, 3 decimals), host_only."""
     return [{"class_index": c, "name": vocab.get(c).name, "found": voxel_counts[c] > 0,
-             "voxel_count": int(voxel_counts[c]), "volume_ml": round(float(volumes_ml[c]), 3)}
+             "voxel_count": int(voxel_counts[c]), "volume_ml": round(float(volumes_ml[c]), 3),
+             "host_only": c in host_classes}
             for c in class_indices]
 
 

@@ -120,8 +120,9 @@ class SegmentOutcome:
     """A finished segmentation.
 
     ``labels``: uint8 vocabulary indices on the input CT's grid; ``class_indices``: the
-    requested classes in request order; ``voxel_counts`` / ``volumes_ml``: per requested
-    class on that grid (0 when not found); ``elapsed_s``: seconds in :meth:`Segmenter.segment`;
+    requested classes in request order, then ``host_classes`` (host organs of requested
+    lesions, added by the pipeline); ``voxel_counts`` / ``volumes_ml``: per class on that
+    grid (0 when not found); ``elapsed_s``: seconds in :meth:`Segmenter.segment`;
     ``timings_s``: the pipeline's stage seconds; ``windows``: 96³ windows run;
     ``spacing_mm``: model-space spacing; ``intent``: the parsed prompt (``Intent.to_dict()``
     form) or None for explicit targets.
@@ -137,6 +138,7 @@ class SegmentOutcome:
     windows: int
     spacing_mm: float
     intent: dict[str, Any] | None = None
+    host_classes: tuple[int, ...] = ()
 
 
 class TextService(Protocol):
@@ -333,7 +335,8 @@ class Segmenter:
         return SegmentOutcome(
             labels=result.labels, class_indices=result.class_indices, voxel_counts=dict(result.voxel_counts),
             volumes_ml=dict(result.volumes_ml), model=self.model, elapsed_s=time.perf_counter() - t0,
-            timings_s=dict(result.timings_s), windows=result.windows, spacing_mm=result.spacing_mm, intent=intent)
+            timings_s=dict(result.timings_s), windows=result.windows, spacing_mm=result.spacing_mm, intent=intent,
+            host_classes=tuple(result.host_classes))
 
     def close(self) -> None:
         close = getattr(self.runner, "close", None)

@@ -151,7 +151,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         yield segmentation_pb2.SegmentEvent(summary=segmentation_pb2.SegmentSummary(
             classes=[segmentation_pb2.ClassVoxelCount(class_index=c, name=vocab.get(c).name,
                                                       voxel_count=outcome.voxel_counts[c],
-                                                      volume_ml=outcome.volumes_ml[c])
+                                                      volume_ml=outcome.volumes_ml[c],
+                                                      host_only=c in outcome.host_classes)
                      for c in outcome.class_indices],
             model=model_info_proto(self.segmenter),
             elapsed_s=outcome.elapsed_s))

@@ -32,16 +32,18 @@ class SegmentRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[SegmentOptions, _Mapping]] = ..., header: _Optional[_Union[_common_pb2.VolumeHeader, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.VolumeChunk, _Mapping]] = ...) -> None: ...
 
 class ClassVoxelCount(_message.Message):
-    __slots__ = ("class_index", "name", "voxel_count", "volume_ml")
+    __slots__ = ("class_index", "name", "voxel_count", "volume_ml", "host_only")
     CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VOXEL_COUNT_FIELD_NUMBER: _ClassVar[int]
     VOLUME_ML_FIELD_NUMBER: _ClassVar[int]
+    HOST_ONLY_FIELD_NUMBER: _ClassVar[int]
     class_index: int
     name: str
     voxel_count: int
     volume_ml: float
-    def __init__(self, class_index: _Optional[int] = ..., name: _Optional[str] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ...) -> None: ...
+    host_only: bool
+    def __init__(self, class_index: _Optional[int] = ..., name: _Optional[str] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., host_only: _Optional[bool] = ...) -> None: ...
 
 class SegmentSummary(_message.Message):
     __slots__ = ("classes", "model", "elapsed_s")
