@@ -192,6 +192,7 @@ def _probs(shape, *blobs):
 
 
 S = np.s_
+NOPEAK = dict(min_lesion_mm3=0, lesion_peak=0.5)   # lesion size and peak rules off
 
 
 def test_threshold_is_strictly_above_one_half():
@@ -219,25 +220,25 @@ def test_lesions_are_kept_only_inside_their_dilated_host():
     p = _probs(shape, (0, S[5:25, 5:25, 5:25], 0.9),               # liver
                (1, S[20:28, 10:14, 10:14], 0.8),                   # tumour bulging 3 mm out of the liver
                (1, S[33:38, 33:38, 33:38], 0.8))                   # "tumour" far outside
-    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, host_dilation_mm=5.0, min_lesion_mm3=0)
+    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, host_dilation_mm=5.0, **NOPEAK)
     assert out[26, 12, 12] == V.LIVER_TUMOR                      # within 5 mm of the liver
     assert out[27, 12, 12] == V.LIVER_TUMOR
     assert out[35, 35, 35] == 0                                   # outside: removed
     # host not requested: lesions kept as they are
-    alone = postprocess(p[1:], [V.LIVER_TUMOR], 1.0, min_lesion_mm3=0)
+    alone = postprocess(p[1:], [V.LIVER_TUMOR], 1.0, **NOPEAK)
     assert alone[35, 35, 35] == V.LIVER_TUMOR
     # only one kidney requested for a kidney tumour: a tumour on the other side cannot be judged, kept
     q = _probs(shape, (0, S[5:15, 5:15, 5:15], 0.9), (1, S[30:35, 30:35, 30:35], 0.9))
-    one_side = postprocess(q, [V.RIGHT_KIDNEY, V.KIDNEY_TUMOR], 1.0, min_lesion_mm3=0)
+    one_side = postprocess(q, [V.RIGHT_KIDNEY, V.KIDNEY_TUMOR], 1.0, **NOPEAK)
     assert one_side[32, 32, 32] == V.KIDNEY_TUMOR
     both = postprocess(np.concatenate([q, np.zeros_like(q[:1])]), [V.RIGHT_KIDNEY, V.KIDNEY_TUMOR, V.LEFT_KIDNEY],
-                       1.0, min_lesion_mm3=0)
+                       1.0, **NOPEAK)
     assert both[32, 32, 32] == 0
 
 
 def test_small_lesions_are_removed():
     p = _probs((30, 30, 30), (0, S[2:8, 2:8, 2:8], 0.9), (0, S[20:22, 20:22, 20:22], 0.9))
-    out = postprocess(p, [V.LUNG_TUMOR], 1.5, min_lesion_mm3=50.0)  # 216 × 3.375 mm³ kept; 8 × 3.375 = 27 removed
+    out = postprocess(p, [V.LUNG_TUMOR], 1.5, min_lesion_mm3=50.0, lesion_peak=0.5)  # 216 × 3.375 mm³ kept; 8 × 3.375 = 27 removed
     assert out[4, 4, 4] == V.LUNG_TUMOR and out[21, 21, 21] == 0
 
 
@@ -300,7 +301,7 @@ def test_overlaps_lesion_beats_its_host_otherwise_highest_probability():
                (1, S[8:12, 8:12, 8:12], 0.6),                       # liver tumour, less probable than the liver
                (2, S[2:18, 2:18, 14:20], 0.7),                      # stomach overlapping the liver's edge
                (2, S[2:18, 2:18, 16:20], 0.99))
-    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR, V.STOMACH], 1.0, min_lesion_mm3=0)
+    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR, V.STOMACH], 1.0, **NOPEAK)
     assert out[10, 10, 10] == V.LIVER_TUMOR
     assert out[10, 10, 15] == V.LIVER                               # 0.95 > 0.7
     assert out[10, 10, 17] == V.STOMACH                             # 0.99 > 0.95
@@ -312,3 +313,23 @@ def test_postprocess_rejects_mismatched_inputs():
         postprocess(np.zeros((2, 4, 4, 4), np.float32), [V.LIVER], 1.0)
     with pytest.raises(InvalidInputError):
         postprocess(np.zeros((2, 4, 4, 4), np.float32), [V.LIVER, V.LIVER], 1.0)
+
+
+def test_nothing_is_labelled_outside_the_filled_body():
+    from radmesh.model.preprocess import body_mask
+
+    # a ring of soft tissue (the body wall) around air (a lung), in air
+    img = np.zeros((6, 40, 40), np.float32)
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    img[:, (r >= 10) & (r < 14)] = 0.5
+    body = body_mask(img)
+    assert body[3, 20, 20] and body[3, 20, 31] and not body[3, 2, 2]   # enclosed air is inside, outside air is not
+    p = np.zeros((1, 6, 40, 40), np.float32)
+    p[0][:, r < 10] = 0.9                                              # the lung
+    p[0][:, :, :9] = 0.95          # a sheet of outside air called lung, larger than the lung: without rule 1 it would win
+    out = postprocess(p, [V.LEFT_LUNG], 1.0, body_mask=body)
+    assert out[3, 20, 20] == V.LEFT_LUNG and out[3, 2, 2] == 0
+    assert not body_mask(np.zeros((3, 8, 8), np.float32)).any()
+    everywhere = postprocess(p, [V.LEFT_LUNG], 1.0, body_mask=np.zeros((6, 40, 40), bool))  # empty: no restriction
+    assert everywhere[3, 2, 2] == V.LEFT_LUNG or everywhere[3, 20, 20] == V.LEFT_LUNG

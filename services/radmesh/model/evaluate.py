@@ -283,13 +283,16 @@ def format_table(result: dict) -> str:
 def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DEFAULT_SEEDS,
              config: PhantomConfig | None = None, overlap: float = 0.25, threshold: float = 0.5,
              min_diameter_mm: float = MIN_DIAMETER_MM, segmenter: str = "auto", progress: bool = True,
-             print_table: bool = True, cases_jsonl: str | os.PathLike | None = None) -> dict:
+             print_table: bool = True, cases_jsonl: str | os.PathLike | None = None,
+             lesion_peak: float | None = None) -> dict:
     """Evaluate ``weights`` (default: the shipped ``model_weights/radmesh_unet_phantom.pt``)
     on held-out phantoms ``seeds`` (generated with ``config``, default full-size).
 
     ``segmenter``: "auto" (the production pipeline when present, else the reference path),
     "pipeline" or "reference". ``cases_jsonl``: append each case's metrics there as it
-    completes (one JSON line per case). Returns the summary dict (see module docstring).
+    completes (one JSON line per case). ``lesion_peak``: the pipeline's post-processing
+    threshold on a lesion component's peak probability (default: the pipeline's own).
+    Returns the summary dict (see module docstring).
     """
     from tqdm import tqdm
 
@@ -311,7 +314,8 @@ def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DE
     for seed in tqdm(seeds, desc="evaluate", disable=not progress, unit="case"):
         ph = generate(seed, config or PhantomConfig())
         if pipe is not None:
-            pred = pipe(ph.ct, model=model, meta=meta, overlap=overlap)
+            extra = {} if lesion_peak is None else {"lesion_peak": float(lesion_peak)}
+            pred = pipe(ph.ct, model=model, meta=meta, overlap=overlap, **extra)
         else:
             pred = segment_reference(ph.ct, model, meta, overlap=overlap, threshold=threshold)
         cases.append(case_metrics(ph.ct, ph.labels, ph.truth, pred, min_diameter_mm))
@@ -322,7 +326,7 @@ def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DE
                 f.write(json.dumps(dict(cases[-1], wall_s=round(time.perf_counter() - t0, 1)),
                                    default=_json_default) + "\n")
     result = summarise(cases, min_diameter_mm)
-    result.update(cases=cases, seeds=seeds, segmenter=used, weights=str(path), overlap=overlap,
+    result.update(cases=cases, seeds=seeds, segmenter=used, weights=str(path), overlap=overlap, lesion_peak=lesion_peak,
                   model_version=meta.get("model_version"), wall_s=time.perf_counter() - t0,
                   config=None if config is None else {k: getattr(config, k) for k in config.__dataclass_fields__})
     if print_table:
@@ -354,12 +358,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segmenter", default="auto")
     ap.add_argument("--json", default=None)
     ap.add_argument("--cases-jsonl", default=None)
+    ap.add_argument("--lesion-peak", type=float, default=None,
+                    help="post-processing: minimum peak probability of a lesion component (default: the pipeline's)")
     a = ap.parse_args(argv)
     seeds: list[int] = []
     for part in a.seeds.split(","):
         lo, _, hi = part.partition("-")
         seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
-    res = evaluate(a.weights, seeds, overlap=a.overlap, segmenter=a.segmenter, cases_jsonl=a.cases_jsonl)
+    res = evaluate(a.weights, seeds, overlap=a.overlap, segmenter=a.segmenter, cases_jsonl=a.cases_jsonl,
+                   lesion_peak=a.lesion_peak)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1, default=_json_default) + "\n")
     return 0

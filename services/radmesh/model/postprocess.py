@@ -5,7 +5,12 @@ lesions it hosts), so its raw output is K overlapping masks. :func:`postprocess`
 turns (K, Z, Y, X) probabilities on the model's grid into one uint8 label map of
 vocabulary indices (0 background) with these rules, applied in this order:
 
-1. **Threshold.** A class claims a voxel where its probability is > ``threshold`` (0.5).
+1. **Threshold, inside the body.** A class claims a voxel where its probability is >
+   ``threshold`` (0.5) and the voxel is inside ``body_mask`` when one is given (the
+   filled body of :func:`radmesh.model.preprocess.body_mask`: the air around the
+   patient looks like lung and bowel gas to a window that sees little else, and
+   without this rule a sheet of outside air can be the largest "lung" component).
+   An empty ``body_mask`` restricts nothing.
 2. **Left/right pairs** (lungs, kidneys, adrenal glands, femoral heads: each pair
    only when both its sides are requested). The union of the two masks is split by
    the body's mid-sagittal plane: voxels on the patient's right of it become the
@@ -60,7 +65,7 @@ THRESHOLD = 0.5
 MIN_LESION_MM3 = 20.0          # ≈ a sphere of 3.4 mm diameter (6 voxels at 1.5 mm)
 MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
 # Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 (docs/model_card.md).
-LESION_PEAK = 0.5
+LESION_PEAK = 0.95
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
@@ -96,6 +101,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
 
     # 1. threshold. Masks and probabilities are kept per class; a left/right split replaces both.
     masks = {c: probs[i] > threshold for i, c in enumerate(classes)}
+    if body_mask is not None and body_mask.any():
+        masks = {c: m & body_mask for c, m in masks.items()}
     prob = {c: probs[i] for i, c in enumerate(classes)}
 
     # 2. left/right pairs split by the body midline.

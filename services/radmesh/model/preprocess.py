@@ -74,21 +74,40 @@ def from_model_space(labels: Volume, original: Geometry) -> Volume:
     return resample(labels, original, nearest=True, default=0)
 
 
+def _dense_body(windowed: np.ndarray) -> np.ndarray:
+    """The largest connected component denser than BODY_HU (the patient, without the air inside)."""
+    lo, hi = HU_WINDOW
+    threshold = (BODY_HU - lo) / (hi - lo)  # ≤ 0: the window clips at -175 HU, so use raw > 0
+    mask = windowed > max(threshold, 0.0)
+    if not mask.any():
+        return mask
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    return mask
+
+
+def body_mask(windowed: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) bool: the patient's body — :func:`_dense_body` with the air it encloses on each
+    axial slice filled (lungs, bowel gas, airways), so that air-filled organs are inside it and
+    the air around the patient, which looks just like lung, is not. All False for an all-air image."""
+    mask = _dense_body(windowed)
+    for z in range(mask.shape[0]):
+        if mask[z].any():
+            mask[z] = ndimage.binary_fill_holes(mask[z])
+    return mask
+
+
 def body_box(windowed: np.ndarray, margin: int = 4) -> tuple[slice, slice, slice]:
     """Bounding box (z, y, x slices) of the largest body component, with a margin in voxels.
 
     The body is everything denser than BODY_HU in the largest connected component;
     air around the patient (often half of a CT's voxels) need not be segmented.
     """
-    lo, hi = HU_WINDOW
-    threshold = (BODY_HU - lo) / (hi - lo)  # ≤ 0: the window clips at -175 HU, so use raw > 0
-    mask = windowed > max(threshold, 0.0)
+    mask = _dense_body(windowed)
     if not mask.any():
         return tuple(slice(0, n) for n in windowed.shape)
-    labels, n = ndimage.label(mask)
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = labels == int(np.argmax(sizes))
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
     return tuple(slice(max(0, s.start - margin), min(dim, s.stop + margin)) for s, dim in zip(box, windowed.shape))
