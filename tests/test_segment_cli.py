@@ -63,3 +63,16 @@ def test_export_writes_a_verified_graph(env, tmp_path):
     r = run("export", "--out", str(tmp_path / "m.onnx"), env=env)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m.onnx").is_file() and "max |logit difference|" in r.stdout
+
+
+def test_min_lesion_volume_is_passed_on_and_checked(case, env, tmp_path):
+    r = run("segment", "--ct", str(case / "ct.nii.gz"), "--classes", "28", "--min-lesion-mm3", "0", "--out",
+            str(tmp_path / "z"), env=env)
+    assert r.returncode == 2 and "--min-lesion-mm3" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    big = tmp_path / "big"
+    r = run("segment", "--ct", str(case / "ct.nii.gz"), "--classes", "28", "--min-lesion-mm3", "1e9", "--out",
+            str(big), "--fast", "--quiet", env=env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((big / "segmentation.json").read_text())
+    tumour = next(c for c in summary["classes"] if c["class_index"] == 28)
+    assert tumour["voxel_count"] == 0 and not tumour["found"]          # no lesion is a cubic metre

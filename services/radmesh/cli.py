@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
@@ -180,6 +181,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     if args.server and args.weights:
         raise InvalidInputError("--weights is for in-process runs; a --server segments with its own model")
+    if args.min_lesion_mm3 is not None and not (math.isfinite(args.min_lesion_mm3) and args.min_lesion_mm3 > 0):
+        # 0 means "the default" on the wire (proto3), so it cannot mean "no minimum" here either
+        raise InvalidInputError(f"--min-lesion-mm3 must be a volume > 0 mm³, got {args.min_lesion_mm3:g}")
     if args.server and not args.prompt and not args.classes:
         raise InvalidInputError("give --prompt or --classes")
     # refuse what cannot be answered before reading the CT (a --server refuses against its own model)
@@ -203,11 +207,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
             summary = segment_to_folder_remote(args.server, ct, args.out, prompt=args.prompt,
                                                classes=_parse_classes(args.classes), fast=args.fast,
-                                               overlap=args.overlap, progress=progress, timeout_s=args.timeout_s)
+                                               overlap=args.overlap, min_lesion_mm3=args.min_lesion_mm3,
+                                               progress=progress, timeout_s=args.timeout_s)
         else:
             summary = segment_to_folder(ct, args.out, prompt=args.prompt, classes=_parse_classes(args.classes),
                                         weights=args.weights, fast=args.fast, overlap=args.overlap,
-                                        progress=progress)
+                                        min_lesion_mm3=args.min_lesion_mm3, progress=progress)
     finally:
         for bar in bars:
             bar.close()
@@ -340,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="model weights (default: the shipped reference model)")
     p.add_argument("--fast", action="store_true", help="3 mm instead of 1.5 mm: faster, coarser")
     p.add_argument("--overlap", type=float, help="sliding-window overlap, 0..0.9")
+    p.add_argument("--min-lesion-mm3", type=float, default=None,
+                   help="drop lesion components smaller than this, mm³ (default: the pipeline's, 20)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--server", help="HOST:PORT of a running segmentation service (default: in-process)")
     p.add_argument("--timeout-s", type=float, default=900.0, help="deadline of the remote call, s")

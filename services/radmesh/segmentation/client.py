@@ -87,7 +87,7 @@ def list_classes_remote(address: str, timeout_s: float = 30.0) -> dict[str, Any]
 def segment_to_folder_remote(address: str, ct: Volume, out_dir: str | os.PathLike, prompt: str | None = None,
                              classes: Sequence[int] | None = None, fast: bool = False,
                              overlap: float | None = None, progress: Callable[[int, int], None] | None = None,
-                             timeout_s: float = 900.0) -> dict[str, Any]:
+                             timeout_s: float = 900.0, min_lesion_mm3: float | None = None) -> dict[str, Any]:
     """What ``radmesh segment`` writes (labels.nii.gz, segmentation.json), computed by the service.
 
     ``progress(done, total)`` counts windows, as in-process. segmentation.json has the
@@ -106,7 +106,8 @@ def segment_to_folder_remote(address: str, ct: Volume, out_dir: str | os.PathLik
                 progress(done, total)
 
     labels, summary = segment_remote(address, ct, prompt=prompt, classes=classes, fast=fast,
-                                     overlap=overlap or 0.0, progress=on_event, timeout_s=timeout_s)
+                                     overlap=overlap or 0.0, min_lesion_mm3=min_lesion_mm3 or 0.0,
+                                     progress=on_event, timeout_s=timeout_s)
     rows = summary["classes"]
     result = {
         "prompt": prompt, "intent": None,
