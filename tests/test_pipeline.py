@@ -315,7 +315,7 @@ def test_postprocess_rejects_mismatched_inputs():
         postprocess(np.zeros((2, 4, 4, 4), np.float32), [V.LIVER, V.LIVER], 1.0)
 
 
-def test_nothing_is_labelled_outside_the_filled_body():
+def test_nothing_is_labelled_outside_the_body():
     from radmesh.model.preprocess import body_mask
 
     # a ring of soft tissue (the body wall) around air (a lung), in air

@@ -7,9 +7,10 @@ vocabulary indices (0 background) with these rules, applied in this order:
 
 1. **Threshold, inside the body.** A class claims a voxel where its probability is >
    ``threshold`` (0.5) and the voxel is inside ``body_mask`` when one is given (the
-   filled body of :func:`radmesh.model.preprocess.body_mask`: the air around the
-   patient looks like lung and bowel gas to a window that sees little else, and
-   without this rule a sheet of outside air can be the largest "lung" component).
+   body with the air it surrounds, :func:`radmesh.model.preprocess.body_mask`: the air
+   around the patient looks like lung and bowel gas to a window that sees little
+   else, and without this rule a sheet of outside air can be the largest "lung"
+   component).
    An empty ``body_mask`` restricts nothing.
 2. **Left/right pairs** (lungs, kidneys, adrenal glands, femoral heads: each pair
    only when both its sides are requested). The union of the two masks is split by
