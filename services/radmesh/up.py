@@ -69,6 +69,7 @@ def _demo(folder: Path, workdir: Path) -> None:
     from radmesh.measurement.summary import format_text
     from radmesh.report.artifacts import parse_formats, report_files, write_report_folder
     from radmesh.report.client import generate_remote
+    from radmesh.report.command import classes_to_measure
     from radmesh.segmentation.client import list_classes_remote, segment_remote
     from radmesh.text.client import parse_remote
 
@@ -86,8 +87,8 @@ def _demo(folder: Path, workdir: Path) -> None:
         print(f"  {row['name']}: {row['volume_ml']:.1f} mL ({row['voxel_count']} voxels)", flush=True)
 
     print(f"\nmeasuring through the measurement service at {address['measurement']}:\n", flush=True)
-    classes = sorted({int(t["class_index"]) for t in intent["targets"]})
-    findings = measure_remote(address["measurement"], ct, labels, classes=classes)
+    # what the label map holds (the host organ the segmentation added, too) and what was asked for
+    findings = measure_remote(address["measurement"], ct, labels, classes=classes_to_measure(labels.array, intent))
     print(format_text(findings), flush=True)
 
     formats = parse_formats(None)

@@ -100,7 +100,7 @@ def read_ct_and_study(path: str | os.PathLike, announce: Callable[[str], None] |
     return ct, source, study
 
 
-def _classes_to_measure(labels: np.ndarray, intent: dict[str, Any]) -> list[int]:
+def classes_to_measure(labels: np.ndarray, intent: dict[str, Any]) -> list[int]:
     """Every class present in the label map, plus every class the request names (absent ones measure as 0)."""
     import numpy as np
 
@@ -133,7 +133,7 @@ def run(ct_path: str, mask_path: str, prompt: str, out_dir: str, formats: str | 
     raw = read_volume(mask_path)
     ct.geometry.require_match(raw.geometry, what="label map", ref="CT")
     labels = Volume(label_array(raw), raw.geometry)
-    findings = measure(ct, labels, classes=_classes_to_measure(labels.array, intent),
+    findings = measure(ct, labels, classes=classes_to_measure(labels.array, intent),
                        min_lesion_mm3=min_lesion_mm3).to_dict()
     if server:
         from radmesh.report.client import generate_remote
