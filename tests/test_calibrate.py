@@ -14,7 +14,7 @@ from radmesh.common import vocabulary as V
 from radmesh.common.errors import InvalidInputError
 from radmesh.model.calibrate import CachedCase, check_validation_seeds, recommend, sweep
 from radmesh.model.data import PHANTOM_CLASSES
-from radmesh.model.preprocess import body_box, labels_to_model_space, to_model_space
+from radmesh.model.preprocess import body_crop, labels_to_model_space, to_model_space
 from radmesh.phantom.generator import PhantomConfig, generate
 
 
@@ -38,12 +38,12 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
                                      lesions=(V.LIVER_TUMOR,)))
     image = to_model_space(ph.ct, 3.0)
     labels = labels_to_model_space(ph.labels, image.geometry).array
-    box = body_box(image.array)
+    box, body = body_crop(image.array)
     classes = list(PHANTOM_CLASSES)
     probs = np.stack([(labels[box] == c) * 0.95 for c in classes]).astype(np.float16)
     liver = classes.index(V.LIVER)
     probs[liver] = np.maximum(probs[liver], (labels[box] == V.LIVER_TUMOR) * 0.95)  # organs include their lesions
-    case = CachedCase(ph, image, box, probs)
+    case = CachedCase(ph, image, box, body, probs)
     rows = sweep([case], classes, peaks=(0.5, 0.99), min_lesion_mm3=(20.0,))
     assert [r["lesion_peak"] for r in rows] == [0.5, 0.99]
     assert rows[0]["total"] >= 1 and rows[0]["sensitivity"] == 1.0 and rows[0]["fp_per_case"] == 0

@@ -17,7 +17,7 @@ from scipy import ndimage
 from radmesh.common import vocabulary as V
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.model.postprocess import midline, postprocess
-from radmesh.model.preprocess import FAST_SPACING_MM, HU_WINDOW
+from radmesh.model.preprocess import FAST_SPACING_MM, HU_WINDOW, to_model_space
 from radmesh.model.pipeline import (check_classes, class_embeddings, class_table_from_meta, segment, window_count)
 from radmesh.phantom.generator import PhantomConfig, generate
 
@@ -333,3 +333,16 @@ def test_nothing_is_labelled_outside_the_body():
     assert not body_mask(np.zeros((3, 8, 8), np.float32)).any()
     everywhere = postprocess(p, [V.LEFT_LUNG], 1.0, body_mask=np.zeros((6, 40, 40), bool))  # empty: no restriction
     assert everywhere[3, 2, 2] == V.LEFT_LUNG or everywhere[3, 20, 20] == V.LEFT_LUNG
+
+
+def test_body_crop_is_the_body_box_and_the_crop_of_the_body_mask():
+    from radmesh.model.preprocess import body_box, body_crop, body_mask
+
+    ph = generate(7, PhantomConfig(in_plane_size=96, spacing_xyz_mm=(3.0, 3.0, 4.0), slices=40, oblique=False))
+    image = to_model_space(ph.ct, 3.0).array
+    box, body = body_crop(image)
+    assert box == body_box(image)
+    assert np.prod([s.stop - s.start for s in box]) < image.size            # the air around was cut away
+    np.testing.assert_array_equal(body, body_mask(image)[box])
+    empty = np.zeros((3, 8, 8), np.float32)
+    assert body_crop(empty)[0] == tuple(slice(0, n) for n in empty.shape) and not body_crop(empty)[1].any()

@@ -104,6 +104,7 @@ def test_segment_over_grpc_matches_in_process(case, reference, segmentation_serv
     assert summary["model"]["model_version"] == meta["model_version"]
     assert summary["model"]["class_table_sha256"] == meta["table_sha256"]
     assert summary["model"]["embedding_backend"] == "minilm" and summary["elapsed_s"] > 0
+    assert summary["intent"] == ref_summary["intent"]              # the parse the service segmented from
 
     # progress: stages in the proto's order, windows done increasing from 0 to the total
     order = ["receiving", "parsing", "encoding", "preprocessing", "inference", "postprocessing", "sending"]
@@ -209,6 +210,7 @@ def test_killing_triton_mid_request_is_unavailable_and_a_restart_restores_servic
         labels, summary = segment_remote(svc.target, phantom.ct, classes=CLASSES, fast=True, timeout_s=300)
         ref_labels, _, _ = reference
         assert np.array_equal(labels.array, ref_labels.array)
+        assert summary["intent"] is None                             # class indices: nothing was parsed
     finally:
         assert svc.stop() == 0
         triton.stop()
@@ -243,7 +245,7 @@ def test_cli_server_writes_what_the_in_process_command_writes(case, reference, s
     assert np.array_equal(labels.array, ref_labels.array)
     served = json.loads((out / "segmentation.json").read_text())
     assert set(served) == set(ref_summary)
-    assert served["classes"] == ref_summary["classes"]
+    assert served["classes"] == ref_summary["classes"] and served["intent"] == ref_summary["intent"]
     assert served["windows"] == ref_summary["windows"] and served["spacing_mm"] == ref_summary["spacing_mm"]
     assert served["model"]["model_version"] == ref_summary["model"]["model_version"]
 

@@ -128,3 +128,14 @@ def test_cli_parse_and_encode(text_service, tmp_path):
     assert np.load(out).shape == (2, 384)
     r = run("encode", "--backend", "clip", "--classes", "1")
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "weights" in r.stderr
+
+
+@pytest.mark.parametrize("prompt", ["measure the left kidney cyst and the liver",
+                                    "is there a lung nodule in the right upper lobe?",
+                                    "segment the spleen tumour if any"])
+def test_a_parse_survives_the_wire_unchanged(prompt):
+    from radmesh.common.intent_wire import intent_from_proto, intent_to_proto, parse_from_proto, parse_to_proto
+
+    d = parse(prompt).to_dict()
+    assert parse_from_proto(parse_to_proto(d)) == d
+    assert intent_from_proto(intent_to_proto(d)) == {k: v for k, v in d.items() if k != "matched_phrases"}

@@ -56,6 +56,8 @@ def test_out_of_order_missing_and_extra_chunks_are_refused():
         assemble(parts[1:])
     with pytest.raises(InvalidInputError, match="second header"):
         assemble([parts[0], parts[0]])
+    with pytest.raises(InvalidInputError, match="an empty VolumePart"):
+        assemble([parts[0], common_pb2.VolumePart(), *parts[1:]])
 
 
 def test_size_limit_is_checked_on_the_header():

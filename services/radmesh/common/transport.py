@@ -220,8 +220,5 @@ def assemble(parts: Iterable[common_pb2.VolumePart], what: str = "volume",
     """A whole VolumePart stream → Volume (for clients and tests)."""
     asm = VolumeAssembler(what, max_bytes)
     for part in parts:
-        if part.HasField("header"):
-            asm.start(part.header)
-        else:
-            asm.add(part.chunk)
+        asm.add_part(part)
     return asm.finish()

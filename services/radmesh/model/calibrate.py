@@ -46,11 +46,13 @@ DEFAULT_MIN_LESION_MM3 = (20.0, 50.0, 100.0, 200.0)
 
 @dataclass
 class CachedCase:
-    """One validation phantom and its model-space probabilities (float16, body crop)."""
+    """One validation phantom and its model-space probabilities (float16) on the body crop
+    ``box``, with the body mask of that crop (:func:`radmesh.model.preprocess.body_crop`)."""
 
     phantom: Phantom
     model_image: Volume
     box: tuple[slice, ...]
+    body: np.ndarray
     probabilities: np.ndarray
 
 
@@ -68,15 +70,15 @@ def check_validation_seeds(seeds: Iterable[int]) -> list[int]:
 def cache_case(seed: int, model, meta: dict, overlap: float, config: PhantomConfig | None = None) -> CachedCase:
     from radmesh.model.pipeline import TorchRunner, class_embeddings, class_table_from_meta, \
         sliding_window_probabilities
-    from radmesh.model.preprocess import MODEL_SPACING_MM, body_box, to_model_space
+    from radmesh.model.preprocess import MODEL_SPACING_MM, body_crop, to_model_space
 
     ph = generate(seed, config or PhantomConfig())
     classes = [int(c) for c in meta["classes"]]
     embedding = class_embeddings(classes, class_table_from_meta(meta))
     model_image = to_model_space(ph.ct, float(meta.get("spacing_mm", MODEL_SPACING_MM)))
-    box = body_box(model_image.array)
+    box, body = body_crop(model_image.array)
     probs = sliding_window_probabilities(model_image.array[box], embedding, TorchRunner(model), overlap=overlap)
-    return CachedCase(ph, model_image, box, probs.astype(np.float16))
+    return CachedCase(ph, model_image, box, body, probs.astype(np.float16))
 
 
 def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[float],
@@ -89,9 +91,8 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
         for mm3 in min_lesion_mm3:
             per_case = []
             for case in cases:
-                crop = case.model_image.array[case.box]
                 labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
-                                              case.box, crop, case.phantom.ct.geometry,
+                                              case.box, case.body, case.phantom.ct.geometry,
                                               lesion_peak=float(peak), min_lesion_mm3=float(mm3))
                 per_case.append(case_metrics(case.phantom.ct, case.phantom.labels, case.phantom.truth, labels))
             s = summarise(per_case)

@@ -5,7 +5,7 @@
 1. model space (:func:`radmesh.model.preprocess.to_model_space`): the canonical
    axis-aligned LPS grid at ``spacing_mm`` (1.5 mm; ``--fast``: 3.0 mm), HU window
    [-175, 250] → [0, 1];
-2. crop to the body (:func:`~radmesh.model.preprocess.body_box`): the air around
+2. crop to the body (:func:`~radmesh.model.preprocess.body_crop`): the air around
    the patient is not segmented;
 3. sliding windows of 96³ over the crop with MONAI's ``sliding_window_inference``
    (``overlap`` 0.5, Gaussian blending by default, ``sw_batch_size`` windows per runner
@@ -47,7 +47,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.volume import Geometry, Volume
 from radmesh.model.postprocess import LESION_PEAK, MIN_LESION_MM3, postprocess
-from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM, body_box, body_mask, from_model_space, \
+from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM, body_crop, body_mask, from_model_space, \
     to_model_space
 
 log = logging.getLogger(__name__)
@@ -321,7 +321,10 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
         batch = min(batch, int(runner_max))
 
     model_image = to_model_space(ct, float(spacing_mm))
-    box = body_box(model_image.array) if crop_to_body else tuple(slice(0, n) for n in model_image.array.shape)
+    if crop_to_body:
+        box, body = body_crop(model_image.array)
+    else:
+        box, body = tuple(slice(0, n) for n in model_image.array.shape), body_mask(model_image.array)
     crop = model_image.array[box]
     t1 = time.perf_counter()
 
@@ -329,7 +332,7 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
                                          sw_batch_size=batch, mode=mode, progress=progress)
     t2 = time.perf_counter()
 
-    out, t3 = labels_on_ct_grid(probs, classes, model_image, box, crop, ct.geometry,
+    out, t3 = labels_on_ct_grid(probs, classes, model_image, box, body, ct.geometry,
                                 min_lesion_mm3=float(min_lesion_mm3), lesion_peak=float(lesion_peak))
     del probs
     counts_all = np.bincount(out.array.ravel(), minlength=vocab.NUM_CLASSES + 1)
@@ -347,12 +350,13 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
 
 
 def labels_on_ct_grid(probs: np.ndarray, classes: Sequence[int], model_image: Volume, box: tuple[slice, ...],
-                      crop: np.ndarray, ct_geometry: Geometry, **postprocess_kwargs: Any) -> tuple[Volume, float]:
+                      body: np.ndarray, ct_geometry: Geometry, **postprocess_kwargs: Any) -> tuple[Volume, float]:
     """(K, z, y, x) probabilities on the body crop ``box`` of ``model_image`` → (uint8 label map on
-    ``ct_geometry``, perf_counter time when post-processing ended). Keywords go to :func:`postprocess`."""
+    ``ct_geometry``, perf_counter time when post-processing ended). ``body``: the body mask on the
+    crop (:func:`~radmesh.model.preprocess.body_crop`); keywords go to :func:`postprocess`."""
     spacing_mm = float(model_image.geometry.spacing_xyz_mm[0])
     labels = np.zeros(model_image.array.shape, dtype=np.uint8)
-    labels[box] = postprocess(probs, classes, spacing_mm, body_mask=body_mask(crop), **postprocess_kwargs)
+    labels[box] = postprocess(probs, classes, spacing_mm, body_mask=body, **postprocess_kwargs)
     t_post = time.perf_counter()
     out = from_model_space(Volume(labels, model_image.geometry), ct_geometry)
     return Volume(out.array.astype(np.uint8, copy=False), ct_geometry), t_post

@@ -99,8 +99,11 @@ def body_mask(windowed: np.ndarray) -> np.ndarray:
     phantom case lost 88 % of its right lung that way); this test needs no closed wall.
     All False for an all-air image.
     """
-    dense = _dense_body(windowed)
+    return _with_air_inside(_dense_body(windowed))
 
+
+def _with_air_inside(dense: np.ndarray) -> np.ndarray:
+    """The dense body plus what lies between body voxels along both in-plane axes (:func:`body_mask`)."""
     def between(axis: int) -> np.ndarray:
         before = np.logical_or.accumulate(dense, axis=axis)
         after = np.flip(np.logical_or.accumulate(np.flip(dense, axis), axis=axis), axis)
@@ -114,9 +117,24 @@ def body_box(windowed: np.ndarray, margin: int = 4) -> tuple[slice, slice, slice
 
     The body is everything denser than BODY_HU in the largest connected component;
     air around the patient (often half of a CT's voxels) need not be segmented.
+    The whole image when there is no body.
     """
-    mask = _dense_body(windowed)
+    return _box_around(_dense_body(windowed), margin)
+
+
+def body_crop(windowed: np.ndarray, margin: int = 4) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """(:func:`body_box`, :func:`body_mask` of the image inside that box), labelling the body once.
+
+    The box holds the whole largest component, so the mask of the crop equals the crop of
+    the whole image's mask.
+    """
+    dense = _dense_body(windowed)
+    box = _box_around(dense, margin)
+    return box, _with_air_inside(dense[box])
+
+
+def _box_around(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
     if not mask.any():
-        return tuple(slice(0, n) for n in windowed.shape)
+        return tuple(slice(0, n) for n in mask.shape)
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    return tuple(slice(max(0, s.start - margin), min(dim, s.stop + margin)) for s, dim in zip(box, windowed.shape))
+    return tuple(slice(max(0, s.start - margin), min(dim, s.stop + margin)) for s, dim in zip(box, mask.shape))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.intent_wire import intent_to_proto
 from radmesh.common.protojson import to_plain
 from radmesh.report.artifacts import FORMATS, parse_formats
 from radmesh.report.core import MODEL_FIELDS, STUDY_FIELDS, Report
@@ -21,49 +21,6 @@ from radmesh.v1 import common_pb2, measurement_pb2, report_pb2
 _FORMAT_ENUM = {"seg": report_pb2.OUTPUT_FORMAT_DICOM_SEG, "sr": report_pb2.OUTPUT_FORMAT_DICOM_SR,
                 "nifti": report_pb2.OUTPUT_FORMAT_NIFTI}
 _FORMAT_NAME = {v: k for k, v in _FORMAT_ENUM.items()}
-
-
-def _side_enum(side: str) -> int:
-    return common_pb2.LATERALITY_UNSPECIFIED if not side else common_pb2.Laterality.Value(f"LATERALITY_{side.upper()}")
-
-
-def _side_name(value: int) -> str:
-    name = common_pb2.Laterality.Name(value)
-    return "" if value == common_pb2.LATERALITY_UNSPECIFIED else name.removeprefix("LATERALITY_").lower()
-
-
-def intent_to_proto(intent: Mapping[str, Any]) -> common_pb2.Intent:
-    """``Intent.to_dict()`` → ``radmesh.v1.Intent``."""
-    try:
-        return common_pb2.Intent(
-            targets=[common_pb2.ClassRef(class_index=int(t["class_index"]), name=vocab.get(t["class_index"]).name,
-                                         laterality=_side_enum(str(t.get("laterality") or "")),
-                                         subregion=str(t.get("subregion") or ""))
-                     for t in intent.get("targets") or []],
-            actions=[common_pb2.Action.Value(f"ACTION_{str(a).upper()}") for a in intent.get("actions") or []],
-            if_any=bool(intent.get("if_any", False)),
-            confidence=float(intent.get("confidence", 1.0)),
-            unsupported=bool(intent.get("unsupported", False)),
-            unsupported_phrase=str(intent.get("unsupported_phrase") or ""),
-            suggestions=[common_pb2.ClassRef(class_index=int(s["class_index"]), name=vocab.get(s["class_index"]).name)
-                         for s in intent.get("suggestions") or []],
-        )
-    except (KeyError, ValueError, TypeError) as e:
-        raise InvalidInputError(f"intent cannot be sent: {e}") from None
-
-
-def intent_from_proto(msg: common_pb2.Intent) -> dict[str, Any]:
-    """``radmesh.v1.Intent`` → the ``Intent.to_dict()`` form."""
-    return {
-        "targets": [{"class_index": t.class_index, "name": t.name, "laterality": _side_name(t.laterality),
-                     "subregion": t.subregion} for t in msg.targets],
-        "actions": [common_pb2.Action.Name(a).removeprefix("ACTION_").lower() for a in msg.actions],
-        "if_any": msg.if_any,
-        "confidence": round(float(msg.confidence), 4),
-        "unsupported": msg.unsupported,
-        "unsupported_phrase": msg.unsupported_phrase,
-        "suggestions": [{"class_index": s.class_index, "name": s.name} for s in msg.suggestions],
-    }
 
 
 def study_to_proto(study: Mapping[str, Any] | None) -> report_pb2.StudyMetadata:

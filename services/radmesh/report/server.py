@@ -16,6 +16,7 @@ import grpc
 
 from radmesh.common.config import ServeConfig
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
+from radmesh.common.intent_wire import intent_from_proto
 from radmesh.common.server import Deadline, ServiceSpec
 from radmesh.common.transport import CHUNK_BYTES, VolumeAssembler
 from radmesh.common.volume import Volume
@@ -87,7 +88,7 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
         study = convert.study_from_proto(options.study)
         model = convert.model_from_proto(options.model)
         findings = normalise_findings(options.findings)
-        report = generate(findings, convert.intent_from_proto(options.intent), study, model,
+        report = generate(findings, intent_from_proto(options.intent), study, model,
                           validated_classes=list(options.validated_class_indices) or None, labels=lab)
         deadline.check("report")
         files: dict[str, bytes] = {}

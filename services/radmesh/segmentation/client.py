@@ -8,6 +8,7 @@ from typing import Any
 
 from radmesh.common.errors import InvalidInputError, UnavailableError
 from radmesh.common.grpcclient import call_errors, channel
+from radmesh.common.intent_wire import parse_from_proto
 from radmesh.common.protojson import to_plain
 from radmesh.common.transport import VolumeAssembler, encode_volume, iter_chunks
 from radmesh.common.volume import Volume
@@ -33,7 +34,10 @@ def segment_requests(ct: Volume, prompt: str | None = None, classes: Sequence[in
 
 def read_events(events: Iterator[segmentation_pb2.SegmentEvent], progress: RemoteProgress | None = None,
                 max_bytes: int = 2 << 30) -> tuple[Volume, dict[str, Any], list[common_pb2.Progress]]:
-    """The server stream → (label map, summary as a plain dict, progress events in arrival order)."""
+    """The server stream → (label map, summary as a plain dict, progress events in arrival order).
+
+    The summary's ``parse`` becomes ``intent``: the ``Intent.to_dict()`` the service
+    segmented from, None when the request named class indices."""
     labels = VolumeAssembler("label map", max_bytes)
     summary = None
     seen: list[common_pb2.Progress] = []
@@ -52,7 +56,10 @@ def read_events(events: Iterator[segmentation_pb2.SegmentEvent], progress: Remot
             summary = event.summary
     if summary is None or not labels.started:
         raise UnavailableError("the segmentation service ended the stream without a label map and summary")
-    return labels.finish(), to_plain(summary), seen
+    plain = to_plain(summary)
+    del plain["parse"]
+    plain["intent"] = parse_from_proto(summary.parse) if summary.HasField("parse") else None
+    return labels.finish(), plain, seen
 
 
 def segment_remote(address: str, ct: Volume, prompt: str | None = None, classes: Sequence[int] | None = None,
@@ -91,8 +98,8 @@ def segment_to_folder_remote(address: str, ct: Volume, out_dir: str | os.PathLik
     """What ``radmesh segment`` writes (labels.nii.gz, segmentation.json), computed by the service.
 
     ``progress(done, total)`` counts windows, as in-process. segmentation.json has the
-    in-process keys; ``intent`` is None (the service does not return its parse),
-    ``timings_s`` holds the server's ``total`` and ``model`` the served model's identity.
+    in-process keys; ``intent`` is the service's parse of the prompt (None for class
+    indices), ``timings_s`` holds the server's ``total`` and ``model`` the served model's identity.
     """
     from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM
     from radmesh.model.runtime import classes_summary, write_segmentation
@@ -110,7 +117,7 @@ def segment_to_folder_remote(address: str, ct: Volume, out_dir: str | os.PathLik
                                      progress=on_event, timeout_s=timeout_s)
     rows = summary["classes"]
     result = {
-        "prompt": prompt, "intent": None,
+        "prompt": prompt, "intent": summary["intent"],
         "classes": classes_summary([r["class_index"] for r in rows],
                                    {r["class_index"]: r["voxel_count"] for r in rows},
                                    {r["class_index"]: r["volume_ml"] for r in rows},

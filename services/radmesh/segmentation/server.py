@@ -28,6 +28,7 @@ import numpy as np
 from radmesh.common import vocabulary as vocab
 from radmesh.common.config import ServeConfig
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.intent_wire import parse_to_proto
 from radmesh.common.server import ServiceSpec, time_budget_s
 from radmesh.common.transport import VolumeAssembler, encode_volume, iter_chunks
 from radmesh.segmentation.core import (DEFAULT_TEXT_URL, DEFAULT_TRITON_URL, ProgressEvent, SegmentOptions,
@@ -155,7 +156,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                                                       host_only=c in outcome.host_classes)
                      for c in outcome.class_indices],
             model=model_info_proto(self.segmenter),
-            elapsed_s=outcome.elapsed_s))
+            elapsed_s=outcome.elapsed_s,
+            parse=parse_to_proto(outcome.intent) if outcome.intent is not None else None))
         log.info("segmented with %s", self.segmenter.model.runtime,
                  extra={"classes": len(outcome.class_indices), "total": outcome.windows,
                         "duration_s": round(outcome.elapsed_s, 3)})

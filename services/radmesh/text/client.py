@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from radmesh.common.grpcclient import call_errors, channel
-from radmesh.text.convert import parse_response_to_dict
+from radmesh.common.intent_wire import parse_from_proto
 from radmesh.v1 import text_pb2, text_pb2_grpc
 
 
 def parse_remote(target: str, prompt: str, timeout_s: float = 30.0) -> dict[str, Any]:
     with channel(target) as ch, call_errors(target, "text"):
         response = text_pb2_grpc.TextServiceStub(ch).Parse(text_pb2.ParseRequest(prompt=prompt), timeout=timeout_s)
-    return parse_response_to_dict(response)
+    return parse_from_proto(response)
 
 
 def encode_remote(target: str, texts: Sequence[str] = (), class_indices: Sequence[int] = (), backend: str = "",

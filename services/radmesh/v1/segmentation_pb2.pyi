@@ -1,4 +1,5 @@
 from radmesh.v1 import common_pb2 as _common_pb2
+from radmesh.v1 import text_pb2 as _text_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -46,14 +47,16 @@ class ClassVoxelCount(_message.Message):
     def __init__(self, class_index: _Optional[int] = ..., name: _Optional[str] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., host_only: _Optional[bool] = ...) -> None: ...
 
 class SegmentSummary(_message.Message):
-    __slots__ = ("classes", "model", "elapsed_s")
+    __slots__ = ("classes", "model", "elapsed_s", "parse")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    PARSE_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedCompositeFieldContainer[ClassVoxelCount]
     model: _common_pb2.ModelInfo
     elapsed_s: float
-    def __init__(self, classes: _Optional[_Iterable[_Union[ClassVoxelCount, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
+    parse: _text_pb2.ParseResponse
+    def __init__(self, classes: _Optional[_Iterable[_Union[ClassVoxelCount, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., elapsed_s: _Optional[float] = ..., parse: _Optional[_Union[_text_pb2.ParseResponse, _Mapping]] = ...) -> None: ...
 
 class SegmentEvent(_message.Message):
     __slots__ = ("progress", "label_header", "label_chunk", "summary")
