@@ -38,7 +38,7 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
                                      lesions=(V.LIVER_TUMOR,)))
     image = to_model_space(ph.ct, 3.0)
     labels = labels_to_model_space(ph.labels, image.geometry).array
-    box, body = body_crop(image.array)
+    box, body = body_crop(ph.ct, image.geometry)
     classes = list(PHANTOM_CLASSES)
     probs = np.stack([(labels[box] == c) * 0.95 for c in classes]).astype(np.float16)
     liver = classes.index(V.LIVER)

@@ -335,14 +335,24 @@ def test_nothing_is_labelled_outside_the_body():
     assert everywhere[3, 2, 2] == V.LEFT_LUNG or everywhere[3, 20, 20] == V.LEFT_LUNG
 
 
-def test_body_crop_is_the_body_box_and_the_crop_of_the_body_mask():
-    from radmesh.model.preprocess import body_box, body_crop, body_mask
+def test_the_body_is_found_on_the_scans_own_slices():
+    """An oblique scan's tilted top face cuts the lungs: on the canonical grid they meet the
+    unscanned corner (air to the window) rather than the chest wall, and a body test there
+    would drop them. On the scan's own slices they stay inside."""
+    from radmesh.model.preprocess import body_crop, body_mask, body_on_grid, labels_to_model_space
 
-    ph = generate(7, PhantomConfig(in_plane_size=96, spacing_xyz_mm=(3.0, 3.0, 4.0), slices=40, oblique=False))
-    image = to_model_space(ph.ct, 3.0).array
-    box, body = body_crop(image)
-    assert box == body_box(image)
-    assert np.prod([s.stop - s.start for s in box]) < image.size            # the air around was cut away
-    np.testing.assert_array_equal(body, body_mask(image)[box])
-    empty = np.zeros((3, 8, 8), np.float32)
-    assert body_crop(empty)[0] == tuple(slice(0, n) for n in empty.shape) and not body_crop(empty)[1].any()
+    ph = generate(9)                                               # full size, oblique: as evaluation seed 9
+    assert ph.ct.geometry.is_oblique
+    image = to_model_space(ph.ct, 3.0)
+    truth = labels_to_model_space(ph.labels, image.geometry).array
+    lung = (truth == V.RIGHT_LUNG) | (truth == V.LEFT_LUNG)
+    outside = (truth == 0) & (image.array == 0)                    # air, and not inside any organ
+    on_grid = body_on_grid(ph.ct, image.geometry)
+    canonical = body_mask(image.array)
+    print(f"lung outside the body: {np.mean(~on_grid[lung]):.3f} (canonical slices {np.mean(~canonical[lung]):.3f})")
+    assert np.mean(~on_grid[lung]) < 0.01 < np.mean(~canonical[lung])
+    assert np.mean(on_grid[outside]) < 0.05                        # the air around the patient stays out
+    box, body = body_crop(ph.ct, image.geometry)
+    np.testing.assert_array_equal(body, on_grid[box])
+    assert np.prod([s.stop - s.start for s in box]) < image.array.size  # the air around was cut away
+    assert body.sum() == on_grid.sum()                              # the box holds the whole body

@@ -76,7 +76,7 @@ def cache_case(seed: int, model, meta: dict, overlap: float, config: PhantomConf
     classes = [int(c) for c in meta["classes"]]
     embedding = class_embeddings(classes, class_table_from_meta(meta))
     model_image = to_model_space(ph.ct, float(meta.get("spacing_mm", MODEL_SPACING_MM)))
-    box, body = body_crop(model_image.array)
+    box, body = body_crop(ph.ct, model_image.geometry)
     probs = sliding_window_probabilities(model_image.array[box], embedding, TorchRunner(model), overlap=overlap)
     return CachedCase(ph, model_image, box, body, probs.astype(np.float16))
 

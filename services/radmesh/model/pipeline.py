@@ -47,7 +47,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.volume import Geometry, Volume
 from radmesh.model.postprocess import LESION_PEAK, MIN_LESION_MM3, postprocess
-from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM, body_crop, body_mask, from_model_space, \
+from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM, body_crop, body_on_grid, from_model_space, \
     to_model_space
 
 log = logging.getLogger(__name__)
@@ -322,9 +322,9 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
 
     model_image = to_model_space(ct, float(spacing_mm))
     if crop_to_body:
-        box, body = body_crop(model_image.array)
+        box, body = body_crop(ct, model_image.geometry)
     else:
-        box, body = tuple(slice(0, n) for n in model_image.array.shape), body_mask(model_image.array)
+        box, body = tuple(slice(0, n) for n in model_image.array.shape), body_on_grid(ct, model_image.geometry)
     crop = model_image.array[box]
     t1 = time.perf_counter()
 

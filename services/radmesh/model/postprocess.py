@@ -7,7 +7,7 @@ vocabulary indices (0 background) with these rules, applied in this order:
 
 1. **Threshold, inside the body.** A class claims a voxel where its probability is >
    ``threshold`` (0.5) and the voxel is inside ``body_mask`` when one is given (the
-   body with the air it surrounds, :func:`radmesh.model.preprocess.body_mask`: the air
+   body with the air it surrounds, :func:`radmesh.model.preprocess.body_on_grid`: the air
    around the patient looks like lung and bowel gas to a window that sees little
    else, and without this rule a sheet of outside air can be the largest "lung"
    component).

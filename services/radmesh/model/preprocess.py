@@ -23,7 +23,6 @@ MODEL_SPACING_MM = 1.5   # the Universal Model's spacing
 FAST_SPACING_MM = 3.0    # --fast, for CPU-only users
 HU_WINDOW = (-175.0, 250.0)
 AIR_HU = -1024.0
-BODY_HU = -500.0         # above this is body (soft tissue, lung excepted by the fill)
 
 
 def canonical_grid(geometry: Geometry, spacing_mm: float) -> Geometry:
@@ -75,10 +74,11 @@ def from_model_space(labels: Volume, original: Geometry) -> Volume:
 
 
 def _dense_body(windowed: np.ndarray) -> np.ndarray:
-    """The largest connected component denser than BODY_HU (the patient, without the air inside)."""
-    lo, hi = HU_WINDOW
-    threshold = (BODY_HU - lo) / (hi - lo)  # ≤ 0: the window clips at -175 HU, so use raw > 0
-    mask = windowed > max(threshold, 0.0)
+    """The largest connected component denser than the window's floor (the patient, without the air inside)."""
+    return _largest_component(windowed > 0.0)   # the window clips at -175 HU: 0 is air, lung and fat below it
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
     if not mask.any():
         return mask
     labels, n = ndimage.label(mask)
@@ -91,13 +91,13 @@ def _dense_body(windowed: np.ndarray) -> np.ndarray:
 
 def body_mask(windowed: np.ndarray) -> np.ndarray:
     """(Z, Y, X) bool: the patient's body — :func:`_dense_body` plus every voxel that has body on
-    both sides of it along its row (x) and along its column (y) of the axial slice.
+    both sides of it along its row (x) and along its column (y) of the slice.
 
     Air-filled organs (lungs, bowel gas, airways) are then inside it and the air around the
     patient, which looks just like lung, is not. Filling enclosed holes instead fails
     wherever a slice's body wall is broken (thin or truncated at the lung apices: a
     phantom case lost 88 % of its right lung that way); this test needs no closed wall.
-    All False for an all-air image.
+    All False for an all-air image. The slices must be the scan's own: see :func:`body_on_grid`.
     """
     return _with_air_inside(_dense_body(windowed))
 
@@ -112,28 +112,46 @@ def _with_air_inside(dense: np.ndarray) -> np.ndarray:
     return dense | (between(1) & between(2))
 
 
+def body_on_grid(ct: Volume, grid: Geometry) -> np.ndarray:
+    """(Z, Y, X) bool on ``grid`` (the canonical grid): :func:`body_mask` of ``ct`` computed on
+    the scan's own slices, then resampled (nearest).
+
+    On the canonical grid an oblique scan's tilted top and bottom faces cut through the
+    patient: there a lung meets the unscanned corner of the grid, which holds no CT and
+    looks like air, instead of its chest wall, and the row/column test would drop it (14 %
+    and 30 % of the lungs of two evaluation phantoms). In the scan's own slices every
+    slice is whole. The CT is subsampled to about ``grid``'s spacing first: a body outline
+    needs no finer voxels, and the component labelling is the costly step.
+    """
+    g = ct.geometry
+    step = tuple(max(1, int(round(min(grid.spacing_xyz_mm) / s))) for s in g.spacing_zyx_mm)
+    hu = ct.array[::step[0], ::step[1], ::step[2]]
+    body = _with_air_inside(_largest_component(hu > HU_WINDOW[0]))
+    coarse = Geometry(body.shape, tuple(s * k for s, k in zip(g.spacing_xyz_mm, reversed(step))), g.origin_lps_mm,
+                      g.direction)
+    return resample(Volume(body.view(np.uint8), coarse), grid, nearest=True, default=0).array.astype(bool)
+
+
+def body_crop(ct: Volume, grid: Geometry, margin: int = 4) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """(the box around :func:`body_on_grid` with ``margin`` voxels, the body mask inside it):
+    the part of the canonical grid the pipeline segments, and where labels may go."""
+    body = body_on_grid(ct, grid)
+    box = box_around(body, margin)
+    return box, body[box]
+
+
 def body_box(windowed: np.ndarray, margin: int = 4) -> tuple[slice, slice, slice]:
     """Bounding box (z, y, x slices) of the largest body component, with a margin in voxels.
 
-    The body is everything denser than BODY_HU in the largest connected component;
-    air around the patient (often half of a CT's voxels) need not be segmented.
+    The body is everything denser than the window's floor in the largest connected
+    component; air around the patient (often half of a CT's voxels) need not be segmented.
     The whole image when there is no body.
     """
-    return _box_around(_dense_body(windowed), margin)
+    return box_around(_dense_body(windowed), margin)
 
 
-def body_crop(windowed: np.ndarray, margin: int = 4) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-    """(:func:`body_box`, :func:`body_mask` of the image inside that box), labelling the body once.
-
-    The box holds the whole largest component, so the mask of the crop equals the crop of
-    the whole image's mask.
-    """
-    dense = _dense_body(windowed)
-    box = _box_around(dense, margin)
-    return box, _with_air_inside(dense[box])
-
-
-def _box_around(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
+def box_around(mask: np.ndarray, margin: int = 4) -> tuple[slice, slice, slice]:
+    """Bounding box (z, y, x slices) of ``mask`` with a margin in voxels; the whole image when it is empty."""
     if not mask.any():
         return tuple(slice(0, n) for n in mask.shape)
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
