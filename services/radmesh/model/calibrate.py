@@ -40,7 +40,7 @@ from radmesh.phantom.generator import Phantom, PhantomConfig, generate
 
 VALIDATION_SEEDS = range(100, 1000)
 DEFAULT_SEEDS = (100, 101, 102, 103)
-DEFAULT_PEAKS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+DEFAULT_PEAKS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 DEFAULT_MIN_LESION_MM3 = (20.0, 50.0, 100.0, 200.0)
 
 

@@ -65,8 +65,8 @@ from radmesh.common.errors import InvalidInputError
 THRESHOLD = 0.5
 MIN_LESION_MM3 = 20.0          # ≈ a sphere of 3.4 mm diameter (6 voxels at 1.5 mm)
 MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
-# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 (docs/model_card.md).
-LESION_PEAK = 0.95
+# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 for radmesh-unet-phantom-4 (docs/model_card.md).
+LESION_PEAK = 0.98
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
