@@ -6,8 +6,8 @@ import grpc
 
 from radmesh.common.config import ServeConfig
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.intent_wire import parse_to_proto
 from radmesh.common.server import ServiceSpec
-from radmesh.text.convert import intent_to_proto
 from radmesh.text.encoders import get_encoder
 from radmesh.text.parse import Parser
 from radmesh.v1 import text_pb2, text_pb2_grpc
@@ -31,7 +31,7 @@ class TextServicer(text_pb2_grpc.TextServiceServicer):
         self.parser = Parser()
 
     def Parse(self, request: text_pb2.ParseRequest, context: grpc.ServicerContext) -> text_pb2.ParseResponse:
-        return intent_to_proto(self.parser.parse(request.prompt))
+        return parse_to_proto(self.parser.parse(request.prompt).to_dict())
 
     def Encode(self, request: text_pb2.EncodeRequest, context: grpc.ServicerContext) -> text_pb2.EncodeResponse:
         backend = request.backend or "minilm"
