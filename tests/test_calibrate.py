@@ -46,6 +46,8 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
     case = CachedCase(ph, image, box, body, probs)
     rows = sweep([case], classes, peaks=(0.5, 0.99), min_lesion_mm3=(20.0,))
     assert [r["lesion_peak"] for r in rows] == [0.5, 0.99]
+    default, = sweep([case], classes, peaks=(0.5,), min_lesion_mm3=(None,))   # each class's own minimum
+    assert default["min_lesion_mm3"] is None and default["sensitivity"] == 1.0 and default["fp_per_case"] == 0
     assert rows[0]["total"] >= 1 and rows[0]["sensitivity"] == 1.0 and rows[0]["fp_per_case"] == 0
     assert rows[0]["mean_organ_dice"] > 0.8
     assert rows[1]["detected"] == 0          # nothing reaches a peak of 0.99

@@ -242,6 +242,17 @@ def test_small_lesions_are_removed():
     assert out[4, 4, 4] == V.LUNG_TUMOR and out[21, 21, 21] == 0
 
 
+def test_by_default_lung_nodules_keep_a_lower_size_floor_than_other_lesions():
+    # 18 voxels of 3.375 mm³ = 61 mm³: a lung nodule the Fleischner rules act on, but a
+    # kidney lesion too small to characterise
+    p = _probs((30, 30, 30), (0, S[2:5, 2:5, 2:4], 0.9))
+    assert np.count_nonzero(postprocess(p, [V.LUNG_TUMOR], 1.5, lesion_peak=0.5)) == 18
+    assert not postprocess(p, [V.KIDNEY_TUMOR], 1.5, lesion_peak=0.5).any()
+    # a request's minimum applies to every class
+    assert np.count_nonzero(postprocess(p, [V.KIDNEY_TUMOR], 1.5, min_lesion_mm3=50.0, lesion_peak=0.5)) == 18
+    assert not postprocess(p, [V.LUNG_TUMOR], 1.5, min_lesion_mm3=70.0, lesion_peak=0.5).any()
+
+
 def test_unconfident_lesions_are_removed_by_their_peak_probability():
     p = _probs((30, 30, 30), (0, S[2:8, 2:8, 2:8], 0.6), (0, S[20:26, 20:26, 20:26], 0.6))
     p[0, 22, 22, 22] = 0.95                                         # the second blob has a confident core
@@ -281,6 +292,55 @@ def test_kidneys_predicted_on_one_side_are_given_back_their_sides():
     # without the split, "largest component" would have kept one kidney and dropped the other
     alone = postprocess(p[1:], [V.LEFT_KIDNEY], 1.0, body_mask=body)
     assert np.count_nonzero(alone == V.LEFT_KIDNEY) == 6 * 10 * 8
+
+
+def _chest(shape=(12, 40, 60)):
+    """A body of soft tissue (windowed 0.5) with air (0) for two lungs and, below a
+    tissue wall, a bowel gas pocket; the body mask includes the air it surrounds."""
+    img = np.zeros(shape, np.float32)
+    body = np.zeros(shape, bool)
+    body[:, 4:36, 4:56] = True
+    img[body] = 0.5
+    img[1:7, 8:32, 8:27] = 0.0                                      # right lung (patient's right = low x)
+    img[1:7, 8:32, 33:52] = 0.0                                     # left lung
+    img[1, 18:22, 27:33] = 0.0                                      # an air bridge (a trachea) joins them
+    img[8:11, 10:20, 10:20] = 0.0                                   # bowel gas, walled off by z = 7
+    return img, body
+
+
+def test_lungs_gain_the_air_they_overlap_and_nothing_walled_off():
+    img, body = _chest()
+    # the model saw only the lungs' edges: a window deep in the air cannot tell it from gas
+    p = _probs(img.shape, (0, S[1:7, 8:32, 8:12], 0.9), (1, S[1:7, 8:32, 48:52], 0.9))
+    out = postprocess(p, [V.RIGHT_LUNG, V.LEFT_LUNG], 1.0, body_mask=body, image=img)
+    assert (out[1:7, 8:32, 8:27] == V.RIGHT_LUNG).all() and (out[1:7, 8:32, 33:52] == V.LEFT_LUNG).all()
+    assert not out[8:11].any() and not out[2:7, :, 27:33].any()   # the gas and the tissue between stay out
+    assert (out[1, 18:22, 27:29] == V.RIGHT_LUNG).all() and (out[1, 18:22, 31:33] == V.LEFT_LUNG).all()
+    # one side requested: it gains only on its own side of the midline
+    alone = postprocess(p[1:], [V.LEFT_LUNG], 1.0, body_mask=body, image=img)
+    assert (alone[1:7, 8:32, 33:52] == V.LEFT_LUNG).all() and not alone[:, :, :28].any()
+    # without the image, or without a body (outside air would pass for lung), the masks are the model's
+    for kw in (dict(body_mask=body), dict(image=img), dict(body_mask=np.zeros_like(body), image=img)):
+        assert np.count_nonzero(postprocess(p, [V.RIGHT_LUNG, V.LEFT_LUNG], 1.0, **kw)) == np.count_nonzero(p > 0.5)
+
+
+def test_an_organ_gains_the_air_it_encloses_and_not_air_it_only_touches():
+    img, body = _chest()
+    img[1:7] = 0.5                                                  # no lungs in this one
+    img[1, 18:22, 27:33] = 0.5
+    img[2:6, 12:20, 30:40] = 0.0                                    # the stomach's gas cap
+    # the model called the stomach wall and fluid around the cap, not the gas itself
+    p = _probs(img.shape, (0, S[1:7, 11:28, 29:41], 0.9))
+    p[0][2:6, 12:20, 30:40] = 0.1
+    out = postprocess(p, [V.STOMACH], 1.0, body_mask=body, image=img)
+    assert (out[2:6, 12:20, 30:40] == V.STOMACH).all()
+    assert not out[8:11, 10:20, 10:20].any()                        # the bowel gas touches no organ
+    # a pocket the organ only touches on one side stays unlabelled
+    q = _probs(img.shape, (0, S[1:7, 19:28, 29:41], 0.9))
+    img2 = img.copy()
+    img2[2:6, 12:21, 30:40] = 0.0
+    side = postprocess(q, [V.STOMACH], 1.0, body_mask=body, image=img2)
+    assert not side[2:6, 12:19, 30:40].any()
 
 
 def test_midline_follows_a_rotated_body():

@@ -346,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="3 mm instead of 1.5 mm: faster, coarser")
     p.add_argument("--overlap", type=float, help="sliding-window overlap, 0..0.9")
     p.add_argument("--min-lesion-mm3", type=float, default=None,
-                   help="drop lesion components smaller than this, mm³ (default: the pipeline's, 20)")
+                   help="drop lesion components smaller than this, mm³ (default: 20 for lung "
+                        "nodules, 100 for other lesions)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--server", help="HOST:PORT of a running segmentation service (default: in-process)")
     p.add_argument("--timeout-s", type=float, default=900.0, help="deadline of the remote call, s")

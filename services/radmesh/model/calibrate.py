@@ -41,7 +41,10 @@ from radmesh.phantom.generator import Phantom, PhantomConfig, generate
 VALIDATION_SEEDS = range(100, 1000)
 DEFAULT_SEEDS = (100, 101, 102, 103)
 DEFAULT_PEAKS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
-DEFAULT_MIN_LESION_MM3 = (20.0, 50.0, 100.0, 200.0)
+# None: each class's default (radmesh.model.postprocess.default_min_lesion_mm3). No higher than
+# 100 mm³: a lesion 10 mm across (the sensitivity bar's size) can be as flat as 10 × 7 × 5 mm,
+# 192 mm³, and must survive being segmented at half its volume.
+DEFAULT_MIN_LESION_MM3: tuple[float | None, ...] = (None, 20.0, 50.0, 100.0)
 
 
 @dataclass
@@ -82,8 +85,8 @@ def cache_case(seed: int, model, meta: dict, overlap: float, config: PhantomConf
 
 
 def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[float],
-          min_lesion_mm3: Sequence[float]) -> list[dict]:
-    """One summary row per (lesion_peak, min_lesion_mm3)."""
+          min_lesion_mm3: Sequence[float | None]) -> list[dict]:
+    """One summary row per (lesion_peak, min_lesion_mm3); a None minimum is each class's default."""
     from radmesh.model.pipeline import labels_on_ct_grid
 
     rows = []
@@ -93,10 +96,11 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
             for case in cases:
                 labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
                                               case.box, case.body, case.phantom.ct.geometry,
-                                              lesion_peak=float(peak), min_lesion_mm3=float(mm3))
+                                              lesion_peak=float(peak),
+                                              min_lesion_mm3=None if mm3 is None else float(mm3))
                 per_case.append(case_metrics(case.phantom.ct, case.phantom.labels, case.phantom.truth, labels))
             s = summarise(per_case)
-            rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=float(mm3),
+            rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=None if mm3 is None else float(mm3),
                              sensitivity=s["lesions"]["sensitivity"], detected=s["lesions"]["detected"],
                              total=s["lesions"]["total"], fp_per_case=s["lesions"]["fp_per_case"],
                              median_diameter_error_mm=s["lesions"]["median_abs_diameter_error_mm"],
@@ -108,7 +112,7 @@ def recommend(rows: Sequence[dict]) -> dict:
     """The fewest false positives among the rows with the best sensitivity (ties: lower thresholds)."""
     best = max(r["sensitivity"] for r in rows)
     top = [r for r in rows if r["sensitivity"] >= best - 1e-12]
-    return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"]))
+    return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"] or 0.0))
 
 
 def format_rows(rows: Sequence[dict]) -> str:
@@ -118,7 +122,8 @@ def format_rows(rows: Sequence[dict]) -> str:
     lines = ["| lesion_peak | min_lesion_mm3 | sensitivity | FP / case | median diameter error (mm) | mean organ Dice |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['lesion_peak']:.2f} | {r['min_lesion_mm3']:g} | {num(r['sensitivity'], '.3f')} "
+        mm3 = "class default" if r["min_lesion_mm3"] is None else f"{r['min_lesion_mm3']:g}"
+        lines.append(f"| {r['lesion_peak']:.2f} | {mm3} | {num(r['sensitivity'], '.3f')} "
                      f"({r['detected']}/{r['total']}) | {num(r['fp_per_case'], '.2f')} | "
                      f"{num(r['median_diameter_error_mm'], '.2f')} | {num(r['mean_organ_dice'], '.3f')} |")
     return "\n".join(lines)
@@ -132,13 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="validation seeds, 100–999")
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--peaks", default=",".join(map(str, DEFAULT_PEAKS)))
-    ap.add_argument("--min-lesion-mm3", default=",".join(f"{v:g}" for v in DEFAULT_MIN_LESION_MM3))
+    ap.add_argument("--min-lesion-mm3", default=",".join("default" if v is None else f"{v:g}" for v in DEFAULT_MIN_LESION_MM3),
+                    help="minimum lesion volumes, mm³; 'default' = each class's own")
     ap.add_argument("--json", default=None, help="write the rows and the recommendation here")
     a = ap.parse_args(argv)
     try:
         seeds = check_validation_seeds(int(s) for s in a.seeds.split(","))
         peaks = [float(v) for v in a.peaks.split(",")]
-        mm3 = [float(v) for v in a.min_lesion_mm3.split(",")]
+        mm3 = [None if v.strip() == "default" else float(v) for v in a.min_lesion_mm3.split(",")]
     except (InvalidInputError, ValueError) as e:
         raise SystemExit(f"radmesh calibrate: {e}") from None
     model, meta = load_weights(a.weights or default_weights_path())
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3)
     print(format_rows(rows))
     rec = recommend(rows)
-    print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {rec['min_lesion_mm3']:g} "
+    print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {rec['min_lesion_mm3'] or 'class default'} "
           f"(sensitivity {rec['sensitivity']:.3f}, {rec['fp_per_case']:.2f} FP per case on seeds {seeds})")
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:

@@ -46,7 +46,7 @@ import torch
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.volume import Geometry, Volume
-from radmesh.model.postprocess import LESION_PEAK, MIN_LESION_MM3, postprocess
+from radmesh.model.postprocess import LESION_PEAK, postprocess
 from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM, body_crop, body_on_grid, from_model_space, \
     to_model_space
 
@@ -274,14 +274,15 @@ def sliding_window_probabilities(image: np.ndarray, embedding: np.ndarray, runne
 def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
             class_table: Mapping[int, np.ndarray] | np.ndarray, spacing_mm: float = MODEL_SPACING_MM,
             overlap: float = DEFAULT_OVERLAP, sw_batch_size: int = DEFAULT_SW_BATCH_SIZE, mode: str = "gaussian",
-            min_lesion_mm3: float = MIN_LESION_MM3, lesion_peak: float = LESION_PEAK,
+            min_lesion_mm3: float | None = None, lesion_peak: float = LESION_PEAK,
             progress: ProgressCallback | None = None, validated_classes: Sequence[int] | None = None, crop_to_body: bool = True,
             add_hosts: bool = True) -> SegmentationResult:
     """Segment ``class_indices`` in ``ct`` (HU, any grid) with ``runner`` (see module docstring).
 
     ``spacing_mm``: model-space spacing (1.5; FAST_SPACING_MM = 3.0 for ``--fast``);
     ``overlap`` in [0, 1); ``mode``: "gaussian" or "constant" blending; ``min_lesion_mm3``:
-    smaller lesion components are removed, and those whose peak probability is below
+    smaller lesion components are removed (None: each class's default,
+    :func:`~radmesh.model.postprocess.default_min_lesion_mm3`), and those whose peak probability is below
     ``lesion_peak`` (:data:`~radmesh.model.postprocess.LESION_PEAK`); ``validated_classes``: when given, requested
     classes outside it raise FailedPreconditionError (:func:`check_classes`);
     ``crop_to_body=False`` tiles the whole canonical volume, exactly as MONAI's
@@ -307,7 +308,7 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
         raise InvalidInputError(f"mode must be one of {', '.join(BLEND_MODES)}, got {mode!r}")
     if int(sw_batch_size) < 1:
         raise InvalidInputError(f"sw_batch_size must be at least 1, got {sw_batch_size}")
-    if not min_lesion_mm3 >= 0:
+    if min_lesion_mm3 is not None and not min_lesion_mm3 >= 0:
         raise InvalidInputError(f"min_lesion_mm3 must be ≥ 0, got {min_lesion_mm3}")
     embedding = class_embeddings(classes, class_table)
     expected_e = getattr(runner, "embed_dim", None)
@@ -333,7 +334,7 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
     t2 = time.perf_counter()
 
     out, t3 = labels_on_ct_grid(probs, classes, model_image, box, body, ct.geometry,
-                                min_lesion_mm3=float(min_lesion_mm3), lesion_peak=float(lesion_peak))
+                                min_lesion_mm3=min_lesion_mm3, lesion_peak=float(lesion_peak))
     del probs
     counts_all = np.bincount(out.array.ravel(), minlength=vocab.NUM_CLASSES + 1)
     voxel_ml = ct.geometry.voxel_volume_mm3 / 1000.0
@@ -356,7 +357,8 @@ def labels_on_ct_grid(probs: np.ndarray, classes: Sequence[int], model_image: Vo
     crop (:func:`~radmesh.model.preprocess.body_crop`); keywords go to :func:`postprocess`."""
     spacing_mm = float(model_image.geometry.spacing_xyz_mm[0])
     labels = np.zeros(model_image.array.shape, dtype=np.uint8)
-    labels[box] = postprocess(probs, classes, spacing_mm, body_mask=body, **postprocess_kwargs)
+    labels[box] = postprocess(probs, classes, spacing_mm, body_mask=body, image=model_image.array[box],
+                              **postprocess_kwargs)
     t_post = time.perf_counter()
     out = from_model_space(Volume(labels, model_image.geometry), ct_geometry)
     return Volume(out.array.astype(np.uint8, copy=False), ct_geometry), t_post

@@ -23,7 +23,19 @@ vocabulary indices (0 background) with these rules, applied in this order:
    on the table a few degrees is still split down the middle; without a body mask,
    or for a body too round to have a long axis, it is the plane x = centroid
    (of the body, else of the pair's union).
+   **Lungs and air** (only with ``image`` and a non-empty ``body_mask``). The HU window
+   starts at -175 HU, so to the model lung parenchyma, gas and the air around the
+   patient are all the same 0; a window deep inside a lung sees nothing else and
+   leaves much of it unlabelled. Before the split, the lungs' union (either side that
+   was requested) gains every *air component* it overlaps: 26-connected voxels at
+   the window's floor, inside the body, claimed by no other class. The lungs are the
+   body's air above the diaphragm, and bowel or stomach gas is walled off from them
+   by tissue. With one side requested, it gains only on its own side of the midline.
 3. **Organs:** only the largest 26-connected component is kept (an organ is one piece).
+   Then (with ``image`` and a body) an organ gains each air component that it
+   *encloses*: claimed by no class, and at least :data:`ENCLOSING_FRACTION` of the
+   voxels bordering it belong to that organ (a stomach's gas cap, which the model
+   leaves out the same way, or a hole left in a lung).
 4. **Vessels:** components of at least ``min_vessel_mm3`` are kept (vessels are
    legitimately cut into several pieces by a scan's field of view or by branching;
    specks are noise).
@@ -35,7 +47,8 @@ vocabulary indices (0 background) with these rules, applied in this order:
    requested, the other side's lesions could not be told from false positives, so
    the lesions are again kept as they are (request both sides, or neither).
 6. **Small or unconfident lesions:** lesion components (26-connected) smaller than
-   ``min_lesion_mm3``, or whose highest probability is below ``lesion_peak`` (a
+   ``min_lesion_mm3`` (default: :func:`default_min_lesion_mm3` of the class), or whose
+   highest probability is below ``lesion_peak`` (a
    hysteresis threshold: a real lesion has a confident core, a false positive is
    mostly a rim of probabilities just over 0.5), are removed (applied after rule 5,
    so the part of a lesion left inside its host is what is measured). The default
@@ -63,10 +76,17 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 
 THRESHOLD = 0.5
-MIN_LESION_MM3 = 20.0          # ≈ a sphere of 3.4 mm diameter (6 voxels at 1.5 mm)
+# Smallest lesion kept by default, per class (a request's min_lesion_mm3 replaces both for every class):
+MIN_LESION_MM3 = 20.0           # lung nodules: ≈ a 3.4 mm sphere; the report's Fleischner rules act on nodules < 6 mm
+# Other lesions (liver, kidney, pancreas): below ≈ a 5.8 mm sphere a radiologist calls them too small to
+# characterise, and here they are most of the false positives (docs/model_card.md). Not higher: a lesion
+# 10 mm across can be as flat as 10 × 7 × 5 mm (192 mm³) and must survive being segmented at half its volume.
+TOO_SMALL_TO_CHARACTERISE_MM3 = 100.0
 MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
 # Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 for radmesh-unet-phantom-4 (docs/model_card.md).
 LESION_PEAK = 0.98
+ENCLOSING_FRACTION = 0.5       # share of an air pocket's border an organ must hold to enclose it
+AIR_FILLED_PAIRS = ((vocab.RIGHT_LUNG, vocab.LEFT_LUNG),)
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
@@ -74,14 +94,16 @@ STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
 def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 spacing_zyx_mm: float | Sequence[float], *, threshold: float = THRESHOLD,
-                min_lesion_mm3: float = MIN_LESION_MM3, lesion_peak: float = LESION_PEAK,
+                min_lesion_mm3: float | None = None, lesion_peak: float = LESION_PEAK,
                 min_vessel_mm3: float = MIN_VESSEL_MM3, host_dilation_mm: float = HOST_DILATION_MM,
-                body_mask: np.ndarray | None = None) -> np.ndarray:
+                body_mask: np.ndarray | None = None, image: np.ndarray | None = None) -> np.ndarray:
     """(K, Z, Y, X) probabilities in [0, 1] of ``class_indices`` (K vocabulary indices, request
     order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
 
     ``spacing_zyx_mm``: the voxel size (one number if isotropic); ``body_mask`` (Z, Y, X) bool,
-    optional: the patient's body, for the midline that splits left/right pairs. ``probabilities`` is not modified.
+    optional: the patient's body, for the midline that splits left/right pairs; ``image`` (Z, Y, X),
+    optional: the windowed model input on the same grid (:func:`radmesh.model.preprocess.window`), for
+    the air rules. ``probabilities`` is not modified.
     """
     classes = [int(c) for c in class_indices]
     probs = np.asarray(probabilities)
@@ -99,14 +121,24 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     shape = probs.shape[1:]
     if body_mask is not None and body_mask.shape != shape:
         raise InvalidInputError(f"body_mask shape {body_mask.shape} does not match the probabilities' {shape}")
+    if image is not None and np.shape(image) != shape:
+        raise InvalidInputError(f"image shape {np.shape(image)} does not match the probabilities' {shape}")
+    has_body = body_mask is not None and bool(body_mask.any())
+    # Without a body the air around the patient would count as the lungs' air.
+    air = (np.asarray(image) <= 0.0) & body_mask if image is not None and has_body else None
 
     # 1. threshold. Masks and probabilities are kept per class; a left/right split replaces both.
     masks = {c: probs[i] > threshold for i, c in enumerate(classes)}
-    if body_mask is not None and body_mask.any():
+    if has_body:
         masks = {c: m & body_mask for c, m in masks.items()}
     prob = {c: probs[i] for i, c in enumerate(classes)}
 
-    # 2. left/right pairs split by the body midline.
+    # 2. lungs gain the air they overlap; left/right pairs split by the body midline.
+    if air is not None:
+        for pair in AIR_FILLED_PAIRS:
+            present = [c for c in pair if c in masks]
+            if present:
+                grow_lungs_into_air(masks, present, air, body_mask, spacing, pair)
     for r, l in vocab.LEFT_RIGHT_PAIRS:
         if r in masks and l in masks:
             right, left, p = split_pair(masks[r], masks[l], prob[r], prob[l], body_mask, spacing)
@@ -120,6 +152,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
             masks[c] = largest_component(masks[c])
         elif kind is vocab.Kind.VESSEL:
             masks[c] = remove_small_components(masks[c], min_voxels=min_vessel_mm3 / voxel_mm3)
+    if air is not None:
+        fill_enclosed_air(masks, [c for c in classes if vocab.get(c).kind is vocab.Kind.ORGAN], air)
 
     # 5. lesions inside their dilated host; 6. small or unconfident lesions removed.
     for c in classes:
@@ -131,12 +165,18 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
             for h in region:
                 host |= masks[h]
             masks[c] &= dilate_mm(host, host_dilation_mm, spacing)
-        masks[c] = remove_small_components(masks[c], min_voxels=min_lesion_mm3 / voxel_mm3)
+        smallest_mm3 = default_min_lesion_mm3(c) if min_lesion_mm3 is None else float(min_lesion_mm3)
+        masks[c] = remove_small_components(masks[c], min_voxels=smallest_mm3 / voxel_mm3)
         if lesion_peak > threshold:
             masks[c] = remove_unconfident_components(masks[c], prob[c], lesion_peak)
 
     # 7. overlaps.
     return resolve_overlaps(classes, masks, prob)
+
+
+def default_min_lesion_mm3(lesion: int) -> float:
+    """The smallest component of lesion class ``lesion`` kept when a request names no minimum, mm³."""
+    return MIN_LESION_MM3 if lesion == vocab.LUNG_TUMOR else TOO_SMALL_TO_CHARACTERISE_MM3
 
 
 def host_region(lesion: int, requested: Sequence[int]) -> tuple[int, ...]:
@@ -220,6 +260,62 @@ def remove_unconfident_components(mask: np.ndarray, probability: np.ndarray, min
     out = np.zeros_like(mask)
     out[box] = keep[comps]
     return out
+
+
+def grow_lungs_into_air(masks: dict[int, np.ndarray], present: Sequence[int], air: np.ndarray,
+                        body_mask: np.ndarray, spacing_zyx_mm: Sequence[float], pair: tuple[int, int]) -> None:
+    """Rule 2, first part: the requested side(s) of ``pair`` gain the air components they overlap (in place)."""
+    others = [c for c in masks if c not in present]
+    free = air.copy()
+    for c in others:
+        free &= ~masks[c]
+    union = np.zeros_like(free)
+    for c in present:
+        union |= masks[c]
+    box = _box(free | union)
+    if box is None:
+        return
+    comps, _ = ndimage.label(free[box], structure=STRUCT26)
+    hit = np.unique(comps[union[box] & (comps > 0)])
+    if hit.size == 0:
+        return
+    gained = np.zeros_like(free)
+    gained[box] = np.isin(comps, hit)
+    if len(present) == 2:
+        masks[present[0]] |= gained & ~masks[present[1]]   # the split that follows decides the side
+        return
+    c = present[0]
+    left = _left_of_midline(gained, body_mask, spacing_zyx_mm)
+    masks[c] |= gained & (left if c == pair[1] else ~left)
+
+
+def fill_enclosed_air(masks: dict[int, np.ndarray], organs: Sequence[int], air: np.ndarray,
+                      fraction: float = ENCLOSING_FRACTION) -> None:
+    """Rule 3, second part: each unclaimed air component joins the organ holding at least
+    ``fraction`` of the voxels that border it (in place)."""
+    free = air.copy()
+    for m in masks.values():
+        free &= ~m
+    box = _box(free, pad=(1, 1, 1), shape=free.shape)
+    if box is None or not organs:
+        return
+    comps, n = ndimage.label(free[box], structure=STRUCT26)
+    owner = np.zeros(comps.shape, dtype=np.int64)       # 1 + position in ``organs``; 0 = no organ
+    for i, c in enumerate(organs):
+        owner[masks[c][box]] = i + 1
+    # Each voxel outside the pockets that touches one takes that pocket's number: the border.
+    near = ndimage.grey_dilation(comps, footprint=STRUCT26)
+    border = (comps == 0) & (near > 0)
+    k = len(organs) + 1
+    counts = np.bincount(near[border] * k + owner[border], minlength=(n + 1) * k).reshape(n + 1, k)
+    total = counts.sum(axis=1)
+    best = counts[:, 1:].argmax(axis=1)
+    joins = (counts[:, 1:].max(axis=1) >= fraction * total) & (total > 0)
+    joins[0] = False
+    for i, c in enumerate(organs):
+        ids = np.flatnonzero(joins & (best == i))
+        if ids.size:
+            masks[c][box] |= np.isin(comps, ids)
 
 
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_zyx_mm: Sequence[float]) -> np.ndarray:

@@ -101,7 +101,6 @@ def segment_to_folder(ct: Volume, out_dir: str | os.PathLike, prompt: str | None
     """Segment in-process with ONNX Runtime; write labels.nii.gz and segmentation.json to ``out_dir``."""
     from radmesh.model.onnx_runner import OnnxRunner
     from radmesh.model.pipeline import DEFAULT_OVERLAP, check_classes, class_table_from_meta, segment
-    from radmesh.model.postprocess import MIN_LESION_MM3
     from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM
 
     requested, intent = resolve_targets(prompt, classes)
@@ -111,7 +110,7 @@ def segment_to_folder(ct: Volume, out_dir: str | os.PathLike, prompt: str | None
     result = segment(ct, requested, OnnxRunner(onnx_path), class_table_from_meta(meta),
                      spacing_mm=FAST_SPACING_MM if fast else MODEL_SPACING_MM,
                      overlap=DEFAULT_OVERLAP if overlap is None else overlap, progress=progress,
-                     min_lesion_mm3=MIN_LESION_MM3 if min_lesion_mm3 is None else min_lesion_mm3,
+                     min_lesion_mm3=min_lesion_mm3,
                      validated_classes=meta["classes"])
     summary = {
         "prompt": prompt, "intent": intent,

@@ -66,7 +66,8 @@ class SegmentOptions:
     ``targets``: vocabulary indices; when empty, ``prompt`` is resolved by the text
     service. ``fast``: 3 mm model spacing instead of 1.5 mm. ``overlap``: sliding-window
     overlap, fraction of a window in [0, 0.9]; 0 = the pipeline's default (0.5).
-    ``min_lesion_mm3``: smaller lesion components are dropped; 0 = default (mm³).
+    ``min_lesion_mm3``: smaller lesion components are dropped; 0 = each class's default (mm³:
+    20 for lung nodules, 100 for other lesions, :func:`radmesh.model.postprocess.default_min_lesion_mm3`).
     """
 
     targets: tuple[int, ...] = ()
@@ -280,7 +281,6 @@ class Segmenter:
                 end_monotonic: float | None = None) -> SegmentOutcome:
         """Segment ``ct`` (HU, any grid, (z, y, x)) as ``options`` asks; see the module docstring."""
         from radmesh.model.pipeline import DEFAULT_OVERLAP, check_classes, segment
-        from radmesh.model.postprocess import MIN_LESION_MM3
         from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM
 
         t0 = time.perf_counter()
@@ -329,7 +329,7 @@ class Segmenter:
         spacing = FAST_SPACING_MM if options.fast else MODEL_SPACING_MM
         result = segment(ct, classes, runner, table, spacing_mm=spacing,
                          overlap=options.overlap or DEFAULT_OVERLAP,
-                         min_lesion_mm3=options.min_lesion_mm3 or MIN_LESION_MM3,
+                         min_lesion_mm3=options.min_lesion_mm3 or None,
                          progress=on_windows, validated_classes=self.model.validated_classes)
         remaining("postprocessing")
         return SegmentOutcome(
