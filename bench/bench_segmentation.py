@@ -64,7 +64,7 @@ from radmesh.common import vocabulary as V
 from radmesh.common.imageio import read_volume, write_volume
 from radmesh.model.network import build_model
 from radmesh.model.postprocess import postprocess
-from radmesh.model.preprocess import HU_WINDOW, MODEL_SPACING_MM
+from radmesh.model.preprocess import HU_WINDOW, MODEL_SPACING_MM, body_mask
 from radmesh.phantom.generator import PhantomConfig, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,8 +127,10 @@ def reference_segment(ct_path: Path, model: torch.nn.Module, embedding: np.ndarr
         logits = sliding_window_inference(image.as_tensor()[None], (96, 96, 96), 1, predictor, overlap=0.5,
                                           mode="gaussian")
         probs = torch.sigmoid(logits[0]).permute(0, 3, 2, 1).numpy()   # (K, Z, Y, X)
-    body = image[0].as_tensor().permute(2, 1, 0).numpy() > 0
-    labels_zyx = postprocess(probs, classes, spacing_mm, body_mask=body)
+    windowed = image[0].as_tensor().permute(2, 1, 0).numpy()
+    # the body with the air it encloses, as the pipeline's (found on this canonical grid, which
+    # for this axis-aligned phantom is the scan's own); the image for the air rules
+    labels_zyx = postprocess(probs, classes, spacing_mm, body_mask=body_mask(windowed), image=windowed)
     del probs, logits
     pred = MetaTensor(torch.from_numpy(np.ascontiguousarray(labels_zyx.transpose(2, 1, 0))[None].astype(np.float32)),
                       affine=image.affine, meta=dict(image.meta))
