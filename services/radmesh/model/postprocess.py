@@ -31,7 +31,10 @@ vocabulary indices (0 background) with these rules, applied in this order:
    the window's floor, inside the body, claimed by no other class. The lungs are the
    body's air above the diaphragm, and bowel or stomach gas is walled off from them
    by tissue. With one side requested, it gains only on its own side of the midline.
-3. **Organs:** only the largest 26-connected component is kept (an organ is one piece).
+3. **Organs:** only one 26-connected component is kept (an organ is one piece): the one
+   with the most confident voxels (probability > :data:`CONFIDENT`), the largest among
+   equals. A look-alike the model is unsure of (bowel fluid called gall bladder) can be
+   bigger than the organ, but it is not surer.
    Then (with ``image`` and a body) an organ gains each air component that it
    *encloses*: claimed by no class, and at least :data:`ENCLOSING_FRACTION` of the
    voxels bordering it belong to that organ (a stomach's gas cap, which the model
@@ -76,6 +79,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 
 THRESHOLD = 0.5
+CONFIDENT = 0.9                # an organ's pieces are ranked by their voxels above this probability
 # Smallest lesion kept by default, per class (a request's min_lesion_mm3 replaces both for every class):
 MIN_LESION_MM3 = 20.0           # lung nodules: ≈ a 3.4 mm sphere; the report's Fleischner rules act on nodules < 6 mm
 # Other lesions (liver, kidney, pancreas): below ≈ a 5.8 mm sphere a radiologist calls them too small to
@@ -145,11 +149,11 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
             masks[r], masks[l] = right, left
             prob[r] = prob[l] = p
 
-    # 3. organs: largest component; 4. vessels: components above a size.
+    # 3. organs: the most confident component; 4. vessels: components above a size.
     for c in classes:
         kind = vocab.get(c).kind
         if kind is vocab.Kind.ORGAN:
-            masks[c] = largest_component(masks[c])
+            masks[c] = organ_component(masks[c], prob[c])
         elif kind is vocab.Kind.VESSEL:
             masks[c] = remove_small_components(masks[c], min_voxels=min_vessel_mm3 / voxel_mm3)
     if air is not None:
@@ -216,18 +220,20 @@ def resolve_overlaps(classes: Sequence[int], masks: dict[int, np.ndarray],
 
 # ---- rule helpers ---------------------------------------------------------------------
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of ``mask`` (``mask`` itself if it has ≤ 1)."""
+def organ_component(mask: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """The 26-connected component of ``mask`` with the most voxels of ``probability`` >
+    :data:`CONFIDENT`, the largest among equals (``mask`` itself if it has ≤ 1)."""
     box = _box(mask)
     if box is None:
         return mask
     comps, n = ndimage.label(mask[box], structure=STRUCT26)
     if n <= 1:
         return mask
-    sizes = np.bincount(comps.ravel())
-    sizes[0] = 0
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)
+    confident = np.bincount(comps[probability[box] > CONFIDENT], minlength=n + 1)
+    sizes[0] = confident[0] = -1
     out = np.zeros_like(mask)
-    out[box] = comps == int(np.argmax(sizes))
+    out[box] = comps == int(np.lexsort((sizes, confident))[-1])
     return out
 
 
