@@ -87,8 +87,8 @@ MIN_LESION_MM3 = 20.0           # lung nodules: ≈ a 3.4 mm sphere; the report'
 # 10 mm across can be as flat as 10 × 7 × 5 mm (192 mm³) and must survive being segmented at half its volume.
 TOO_SMALL_TO_CHARACTERISE_MM3 = 100.0
 MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
-# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 for radmesh-unet-phantom-4 (docs/model_card.md).
-LESION_PEAK = 0.98
+# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 for radmesh-unet-phantom-5 (docs/model_card.md).
+LESION_PEAK = 0.99
 ENCLOSING_FRACTION = 0.5       # share of an air pocket's border an organ must hold to enclose it
 AIR_FILLED_PAIRS = ((vocab.RIGHT_LUNG, vocab.LEFT_LUNG),)
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
