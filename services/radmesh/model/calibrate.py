@@ -115,6 +115,11 @@ def recommend(rows: Sequence[dict]) -> dict:
     return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"] or 0.0))
 
 
+def mm3_label(min_lesion_mm3: float | None) -> str:
+    """A row's minimum lesion volume as the table prints it (None: each class's default)."""
+    return "class default" if min_lesion_mm3 is None else f"{min_lesion_mm3:g}"
+
+
 def format_rows(rows: Sequence[dict]) -> str:
     def num(v, fmt):
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
@@ -122,8 +127,7 @@ def format_rows(rows: Sequence[dict]) -> str:
     lines = ["| lesion_peak | min_lesion_mm3 | sensitivity | FP / case | median diameter error (mm) | mean organ Dice |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        mm3 = "class default" if r["min_lesion_mm3"] is None else f"{r['min_lesion_mm3']:g}"
-        lines.append(f"| {r['lesion_peak']:.2f} | {mm3} | {num(r['sensitivity'], '.3f')} "
+        lines.append(f"| {r['lesion_peak']:.2f} | {mm3_label(r['min_lesion_mm3'])} | {num(r['sensitivity'], '.3f')} "
                      f"({r['detected']}/{r['total']}) | {num(r['fp_per_case'], '.2f')} | "
                      f"{num(r['median_diameter_error_mm'], '.2f')} | {num(r['mean_organ_dice'], '.3f')} |")
     return "\n".join(lines)
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3)
     print(format_rows(rows))
     rec = recommend(rows)
-    print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {rec['min_lesion_mm3'] or 'class default'} "
+    print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {mm3_label(rec['min_lesion_mm3'])} "
           f"(sensitivity {rec['sensitivity']:.3f}, {rec['fp_per_case']:.2f} FP per case on seeds {seeds})")
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:

@@ -70,7 +70,7 @@ the x index must increase towards the patient's left (the canonical LPS grid of
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -81,7 +81,7 @@ from radmesh.common.errors import InvalidInputError
 THRESHOLD = 0.5
 CONFIDENT = 0.9                # an organ's pieces are ranked by their voxels above this probability
 # Smallest lesion kept by default, per class (a request's min_lesion_mm3 replaces both for every class):
-MIN_LESION_MM3 = 20.0           # lung nodules: ≈ a 3.4 mm sphere; the report's Fleischner rules act on nodules < 6 mm
+LUNG_NODULE_MIN_MM3 = 20.0      # lung nodules: ≈ a 3.4 mm sphere; the report's Fleischner rules act on nodules < 6 mm
 # Other lesions (liver, kidney, pancreas): below ≈ a 5.8 mm sphere a radiologist calls them too small to
 # characterise, and here they are most of the false positives (docs/model_card.md). Not higher: a lesion
 # 10 mm across can be as flat as 10 × 7 × 5 mm (192 mm³) and must survive being segmented at half its volume.
@@ -180,7 +180,7 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
 
 def default_min_lesion_mm3(lesion: int) -> float:
     """The smallest component of lesion class ``lesion`` kept when a request names no minimum, mm³."""
-    return MIN_LESION_MM3 if lesion == vocab.LUNG_TUMOR else TOO_SMALL_TO_CHARACTERISE_MM3
+    return LUNG_NODULE_MIN_MM3 if lesion == vocab.LUNG_TUMOR else TOO_SMALL_TO_CHARACTERISE_MM3
 
 
 def host_region(lesion: int, requested: Sequence[int]) -> tuple[int, ...]:
@@ -268,13 +268,18 @@ def remove_unconfident_components(mask: np.ndarray, probability: np.ndarray, min
     return out
 
 
+def unclaimed(air: np.ndarray, claims: Iterable[np.ndarray]) -> np.ndarray:
+    """The voxels of ``air`` in none of the ``claims`` masks (a new array)."""
+    free = air.copy()
+    for m in claims:
+        free &= ~m
+    return free
+
+
 def grow_lungs_into_air(masks: dict[int, np.ndarray], present: Sequence[int], air: np.ndarray,
                         body_mask: np.ndarray, spacing_zyx_mm: Sequence[float], pair: tuple[int, int]) -> None:
     """Rule 2, first part: the requested side(s) of ``pair`` gain the air components they overlap (in place)."""
-    others = [c for c in masks if c not in present]
-    free = air.copy()
-    for c in others:
-        free &= ~masks[c]
+    free = unclaimed(air, [m for c, m in masks.items() if c not in present])
     union = np.zeros_like(free)
     for c in present:
         union |= masks[c]
@@ -299,9 +304,7 @@ def fill_enclosed_air(masks: dict[int, np.ndarray], organs: Sequence[int], air: 
                       fraction: float = ENCLOSING_FRACTION) -> None:
     """Rule 3, second part: each unclaimed air component joins the organ holding at least
     ``fraction`` of the voxels that border it (in place)."""
-    free = air.copy()
-    for m in masks.values():
-        free &= ~m
+    free = unclaimed(air, masks.values())
     box = _box(free, pad=(1, 1, 1), shape=free.shape)
     if box is None or not organs:
         return
