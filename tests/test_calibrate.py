@@ -26,10 +26,11 @@ def test_only_validation_seeds_are_accepted():
 
 
 def test_recommend_prefers_sensitivity_then_fewest_false_positives_then_lower_thresholds():
-    rows = [dict(lesion_peak=0.5, min_lesion_mm3=20.0, sensitivity=1.0, fp_per_case=9.0),
-            dict(lesion_peak=0.9, min_lesion_mm3=20.0, sensitivity=1.0, fp_per_case=2.0),
-            dict(lesion_peak=0.95, min_lesion_mm3=20.0, sensitivity=1.0, fp_per_case=2.0),
-            dict(lesion_peak=0.95, min_lesion_mm3=200.0, sensitivity=0.5, fp_per_case=0.0)]
+    rows = [dict(lesion_peak=0.5, min_lesion_mm3=20.0, host_enclosure=0.0, sensitivity=1.0, fp_per_case=9.0),
+            dict(lesion_peak=0.9, min_lesion_mm3=20.0, host_enclosure=0.6, sensitivity=1.0, fp_per_case=2.0),
+            dict(lesion_peak=0.95, min_lesion_mm3=20.0, host_enclosure=0.0, sensitivity=1.0, fp_per_case=2.0),
+            dict(lesion_peak=0.95, min_lesion_mm3=200.0, host_enclosure=0.0, sensitivity=0.5, fp_per_case=0.0),
+            dict(lesion_peak=0.9, min_lesion_mm3=20.0, host_enclosure=0.7, sensitivity=1.0, fp_per_case=2.0)]
     assert recommend(rows) is rows[1]
 
 
@@ -51,3 +52,6 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
     assert rows[0]["total"] >= 1 and rows[0]["sensitivity"] == 1.0 and rows[0]["fp_per_case"] == 0
     assert rows[0]["mean_organ_dice"] > 0.8
     assert rows[1]["detected"] == 0          # nothing reaches a peak of 0.99
+    # a lesion inside its organ passes the enclosure rule at any share
+    shares = sweep([case], classes, peaks=(0.5,), min_lesion_mm3=(20.0,), host_enclosure=(0.0, 0.9))
+    assert [r["host_enclosure"] for r in shares] == [0.0, 0.9] and all(r["sensitivity"] == 1.0 for r in shares)

@@ -224,7 +224,7 @@ def test_lesions_are_kept_only_inside_their_dilated_host():
     p = _probs(shape, (0, S[5:25, 5:25, 5:25], 0.9),               # liver
                (1, S[20:28, 10:14, 10:14], 0.8),                   # tumour bulging 3 mm out of the liver
                (1, S[33:38, 33:38, 33:38], 0.8))                   # "tumour" far outside
-    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, host_dilation_mm=5.0, **NOPEAK)
+    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, host_dilation_mm=5.0, host_enclosure=0, **NOPEAK)
     assert out[26, 12, 12] == V.LIVER_TUMOR                      # within 5 mm of the liver
     assert out[27, 12, 12] == V.LIVER_TUMOR
     assert out[35, 35, 35] == 0                                   # outside: removed
@@ -238,6 +238,30 @@ def test_lesions_are_kept_only_inside_their_dilated_host():
     both = postprocess(np.concatenate([q, np.zeros_like(q[:1])]), [V.RIGHT_KIDNEY, V.KIDNEY_TUMOR, V.LEFT_KIDNEY],
                        1.0, **NOPEAK)
     assert both[32, 32, 32] == 0
+
+
+def test_lesions_must_lie_in_their_host_not_beside_it():
+    shape = (40, 40, 40)
+    liver = S[5:30, 5:30, 5:30]
+    p = _probs(shape, (0, liver, 0.9),
+               (1, S[10:16, 10:16, 10:16], 0.9),                   # a tumour deep in the liver
+               (1, S[10:16, 27:33, 10:16], 0.9))                   # a "tumour" half out of the liver's edge
+    p[0][10:16, 10:16, 10:16] = 0.95                               # the organ's mask holds its lesions
+    out = postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, **NOPEAK)
+    assert out[12, 12, 12] == V.LIVER_TUMOR
+    assert out[12, 31, 12] == 0 and out[12, 28, 12] == V.LIVER    # beside the organ: not its lesion
+    off = postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, host_enclosure=0, **NOPEAK)
+    assert off[12, 31, 12] == V.LIVER_TUMOR                         # the rule off: only the dilation limits it
+    # a lung nodule is enclosed by its lung (the lung's mask holds the nodule and the air around it);
+    # a blob in the fat beside the lung that touches it is not a nodule
+    q = _probs(shape, (0, S[5:35, 5:20, 5:35], 0.9), (1, S[15:20, 10:15, 15:20], 0.9),
+               (1, S[15:20, 18:24, 25:30], 0.9))
+    q[0][15:20, 10:15, 15:20] = 0.95
+    q = np.concatenate([q, np.zeros_like(q[:1])])                  # both lungs requested, so the rule applies
+    lungs = postprocess(q, [V.RIGHT_LUNG, V.LUNG_TUMOR, V.LEFT_LUNG], 1.5, **NOPEAK)
+    assert lungs[17, 12, 17] == V.LUNG_TUMOR and lungs[17, 22, 27] == 0
+    with pytest.raises(InvalidInputError, match="host_enclosure"):
+        postprocess(p, [V.LIVER, V.LIVER_TUMOR], 1.0, host_enclosure=1.5)
 
 
 def test_small_lesions_are_removed():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import itertools
 import math
 import os
 import time
@@ -36,6 +37,7 @@ import numpy as np
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Volume
 from radmesh.model.evaluate import case_metrics, default_weights_path, summarise
+from radmesh.model.postprocess import HOST_ENCLOSURE
 from radmesh.phantom.generator import Phantom, PhantomConfig, generate
 
 VALIDATION_SEEDS = range(100, 1000)
@@ -45,6 +47,7 @@ DEFAULT_PEAKS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 # 100 mm³: a lesion 10 mm across (the sensitivity bar's size) can be as flat as 10 × 7 × 5 mm,
 # 192 mm³, and must survive being segmented at half its volume.
 DEFAULT_MIN_LESION_MM3: tuple[float | None, ...] = (None, 20.0, 50.0, 100.0)
+DEFAULT_HOST_ENCLOSURE = (0.0, 0.5, 0.6, 0.7)
 
 
 @dataclass
@@ -85,26 +88,26 @@ def cache_case(seed: int, model, meta: dict, overlap: float, config: PhantomConf
 
 
 def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[float],
-          min_lesion_mm3: Sequence[float | None]) -> list[dict]:
-    """One summary row per (lesion_peak, min_lesion_mm3); a None minimum is each class's default."""
+          min_lesion_mm3: Sequence[float | None], host_enclosure: Sequence[float] = (HOST_ENCLOSURE,)) -> list[dict]:
+    """One summary row per (lesion_peak, min_lesion_mm3, host_enclosure); a None minimum is each class's default."""
     from radmesh.model.pipeline import labels_on_ct_grid
 
     rows = []
-    for peak in peaks:
-        for mm3 in min_lesion_mm3:
-            per_case = []
-            for case in cases:
-                labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
-                                              case.box, case.body, case.phantom.ct.geometry,
-                                              lesion_peak=float(peak),
-                                              min_lesion_mm3=None if mm3 is None else float(mm3))
-                per_case.append(case_metrics(case.phantom.ct, case.phantom.labels, case.phantom.truth, labels))
-            s = summarise(per_case)
-            rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=None if mm3 is None else float(mm3),
-                             sensitivity=s["lesions"]["sensitivity"], detected=s["lesions"]["detected"],
-                             total=s["lesions"]["total"], fp_per_case=s["lesions"]["fp_per_case"],
-                             median_diameter_error_mm=s["lesions"]["median_abs_diameter_error_mm"],
-                             mean_organ_dice=s["mean_organ_dice"]))
+    for peak, mm3, share in itertools.product(peaks, min_lesion_mm3, host_enclosure):
+        per_case = []
+        for case in cases:
+            labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
+                                          case.box, case.body, case.phantom.ct.geometry,
+                                          lesion_peak=float(peak), host_enclosure=float(share),
+                                          min_lesion_mm3=None if mm3 is None else float(mm3))
+            per_case.append(case_metrics(case.phantom.ct, case.phantom.labels, case.phantom.truth, labels))
+        s = summarise(per_case)
+        rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=None if mm3 is None else float(mm3),
+                         host_enclosure=float(share), sensitivity=s["lesions"]["sensitivity"],
+                         detected=s["lesions"]["detected"],
+                         total=s["lesions"]["total"], fp_per_case=s["lesions"]["fp_per_case"],
+                         median_diameter_error_mm=s["lesions"]["median_abs_diameter_error_mm"],
+                         mean_organ_dice=s["mean_organ_dice"]))
     return rows
 
 
@@ -112,7 +115,8 @@ def recommend(rows: Sequence[dict]) -> dict:
     """The fewest false positives among the rows with the best sensitivity (ties: lower thresholds)."""
     best = max(r["sensitivity"] for r in rows)
     top = [r for r in rows if r["sensitivity"] >= best - 1e-12]
-    return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"] or 0.0))
+    return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"] or 0.0,
+                                   r["host_enclosure"]))
 
 
 def mm3_label(min_lesion_mm3: float | None) -> str:
@@ -124,10 +128,12 @@ def format_rows(rows: Sequence[dict]) -> str:
     def num(v, fmt):
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    lines = ["| lesion_peak | min_lesion_mm3 | sensitivity | FP / case | median diameter error (mm) | mean organ Dice |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| lesion_peak | min_lesion_mm3 | host_enclosure | sensitivity | FP / case | median diameter error (mm) "
+             "| mean organ Dice |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['lesion_peak']:.2f} | {mm3_label(r['min_lesion_mm3'])} | {num(r['sensitivity'], '.3f')} "
+        lines.append(f"| {r['lesion_peak']:.2f} | {mm3_label(r['min_lesion_mm3'])} | {r['host_enclosure']:.2f} "
+                     f"| {num(r['sensitivity'], '.3f')} "
                      f"({r['detected']}/{r['total']}) | {num(r['fp_per_case'], '.2f')} | "
                      f"{num(r['median_diameter_error_mm'], '.2f')} | {num(r['mean_organ_dice'], '.3f')} |")
     return "\n".join(lines)
@@ -143,12 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peaks", default=",".join(map(str, DEFAULT_PEAKS)))
     ap.add_argument("--min-lesion-mm3", default=",".join("default" if v is None else f"{v:g}" for v in DEFAULT_MIN_LESION_MM3),
                     help="minimum lesion volumes, mm³; 'default' = each class's own")
+    ap.add_argument("--host-enclosure", default=",".join(f"{v:g}" for v in DEFAULT_HOST_ENCLOSURE),
+                    help="shares of a lesion's surrounding ring that must be its host (0 = rule off)")
     ap.add_argument("--json", default=None, help="write the rows and the recommendation here")
     a = ap.parse_args(argv)
     try:
         seeds = check_validation_seeds(int(s) for s in a.seeds.split(","))
         peaks = [float(v) for v in a.peaks.split(",")]
         mm3 = [None if v.strip() == "default" else float(v) for v in a.min_lesion_mm3.split(",")]
+        shares = [float(v) for v in a.host_enclosure.split(",")]
+        if not all(0.0 <= v <= 1.0 for v in shares):
+            raise ValueError(f"host enclosure shares must be in [0, 1], got {a.host_enclosure}")
     except (InvalidInputError, ValueError) as e:
         raise SystemExit(f"radmesh calibrate: {e}") from None
     model, meta = load_weights(a.weights or default_weights_path())
@@ -158,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(cache_case(seed, model, meta, a.overlap))
         print(f"seed {seed}: probabilities {cases[-1].probabilities.shape} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3)
+    rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares)
     print(format_rows(rows))
     rec = recommend(rows)
-    print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {mm3_label(rec['min_lesion_mm3'])} "
+    print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {mm3_label(rec['min_lesion_mm3'])}, "
+          f"host_enclosure {rec['host_enclosure']:g} "
           f"(sensitivity {rec['sensitivity']:.3f}, {rec['fp_per_case']:.2f} FP per case on seeds {seeds})")
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:

@@ -45,7 +45,13 @@ vocabulary indices (0 background) with these rules, applied in this order:
 5. **Lesions inside their host.** A lesion class whose host organs (vocabulary
    ``host``) were requested keeps only voxels inside the union of those hosts'
    masks (after rules 2–4) dilated by ``host_dilation_mm`` (a tumour may bulge out
-   of its organ). If no host was requested the lesions are kept as they are. If a
+   of its organ), and only components that lie *in* the host: at least ``host_enclosure``
+   (:data:`HOST_ENCLOSURE`) of the ring of voxels within :data:`ENCLOSURE_RING_MM` around
+   the component must be host (the organ's mask holds its lesions, and a lung's mask the
+   air around a nodule). A blob beside an organ is not its lesion: the fat next to the
+   mediastinum looks like a nodule to a window that sees the lung beside it. An
+   exophytic lesion more than about half outside its organ is dropped too; 0 turns
+   the rule off. If no host was requested the lesions are kept as they are. If a
    lesion's hosts form a left/right pair (kidneys, lungs) and only one side was
    requested, the other side's lesions could not be told from false positives, so
    the lesions are again kept as they are (request both sides, or neither).
@@ -70,7 +76,7 @@ the x index must increase towards the patient's left (the canonical LPS grid of
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -92,6 +98,10 @@ LESION_PEAK = 0.99
 ENCLOSING_FRACTION = 0.5       # share of an air pocket's border an organ must hold to enclose it
 AIR_FILLED_PAIRS = ((vocab.RIGHT_LUNG, vocab.LEFT_LUNG),)
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
+# A lesion lies in its organ: at least this share of the ring of voxels within ENCLOSURE_RING_MM around
+# it must be host (a lung's mask holds its air). Chosen on validation phantoms (docs/model_card.md).
+HOST_ENCLOSURE = 0.6
+ENCLOSURE_RING_MM = 3.0
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
@@ -100,7 +110,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 spacing_zyx_mm: float | Sequence[float], *, threshold: float = THRESHOLD,
                 min_lesion_mm3: float | None = None, lesion_peak: float = LESION_PEAK,
                 min_vessel_mm3: float = MIN_VESSEL_MM3, host_dilation_mm: float = HOST_DILATION_MM,
-                body_mask: np.ndarray | None = None, image: np.ndarray | None = None) -> np.ndarray:
+                body_mask: np.ndarray | None = None, image: np.ndarray | None = None,
+                host_enclosure: float = HOST_ENCLOSURE) -> np.ndarray:
     """(K, Z, Y, X) probabilities in [0, 1] of ``class_indices`` (K vocabulary indices, request
     order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
 
@@ -118,6 +129,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
         raise InvalidInputError(f"class indices must be distinct, got {classes}")
     if not 0.0 <= float(lesion_peak) <= 1.0:
         raise InvalidInputError(f"lesion_peak must be a probability in [0, 1], got {lesion_peak}")
+    if not 0.0 <= float(host_enclosure) <= 1.0:
+        raise InvalidInputError(f"host_enclosure must be a share in [0, 1], got {host_enclosure}")
     for c in classes:
         vocab.get(c)
     spacing = _spacing3(spacing_zyx_mm)
@@ -169,6 +182,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
             for h in region:
                 host |= masks[h]
             masks[c] &= dilate_mm(host, host_dilation_mm, spacing)
+            if host_enclosure > 0:
+                masks[c] = remove_unenclosed_components(masks[c], host, spacing, share=host_enclosure)
         smallest_mm3 = default_min_lesion_mm3(c) if min_lesion_mm3 is None else float(min_lesion_mm3)
         masks[c] = remove_small_components(masks[c], min_voxels=smallest_mm3 / voxel_mm3)
         if lesion_peak > threshold:
@@ -220,52 +235,69 @@ def resolve_overlaps(classes: Sequence[int], masks: dict[int, np.ndarray],
 
 # ---- rule helpers ---------------------------------------------------------------------
 
-def organ_component(mask: np.ndarray, probability: np.ndarray) -> np.ndarray:
-    """The 26-connected component of ``mask`` with the most voxels of ``probability`` >
-    :data:`CONFIDENT`, the largest among equals (``mask`` itself if it has ≤ 1)."""
-    box = _box(mask)
+def keep_components(mask: np.ndarray, keep: Callable[[np.ndarray, int, tuple[slice, ...]], np.ndarray],
+                    pad: int = 0) -> np.ndarray:
+    """``mask`` with only the 26-connected components that ``keep`` marks.
+
+    ``keep(comps, n, box)`` gets the components labelled 1..n on the crop ``box`` of the
+    arrays (``mask``'s bounding box grown by ``pad`` voxels) and returns (n + 1,) bools
+    (index 0, the background, is ignored). ``mask`` itself comes back when all are kept.
+    """
+    box = _box(mask, pad=(pad, pad, pad), shape=mask.shape)
     if box is None:
         return mask
     comps, n = ndimage.label(mask[box], structure=STRUCT26)
-    if n <= 1:
+    kept = np.array(keep(comps, n, box), dtype=bool)
+    kept[0] = False
+    if kept[1:].all():
         return mask
-    sizes = np.bincount(comps.ravel(), minlength=n + 1)
-    confident = np.bincount(comps[probability[box] > CONFIDENT], minlength=n + 1)
-    sizes[0] = confident[0] = -1
     out = np.zeros_like(mask)
-    out[box] = comps == int(np.lexsort((sizes, confident))[-1])
+    out[box] = kept[comps]
     return out
+
+
+def organ_component(mask: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """The 26-connected component of ``mask`` with the most voxels of ``probability`` >
+    :data:`CONFIDENT`, the largest among equals (``mask`` itself if it has ≤ 1)."""
+    def most_confident(comps, n, box):
+        sizes = np.bincount(comps.ravel(), minlength=n + 1)
+        confident = np.bincount(comps[probability[box] > CONFIDENT], minlength=n + 1)
+        sizes[0] = confident[0] = -1
+        return np.arange(n + 1) == int(np.lexsort((sizes, confident))[-1])
+    return keep_components(mask, most_confident)
 
 
 def remove_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     """``mask`` without its 26-connected components of fewer than ``min_voxels`` voxels."""
-    box = _box(mask)
-    if box is None or min_voxels <= 1:
+    if min_voxels <= 1:
         return mask
-    comps, n = ndimage.label(mask[box], structure=STRUCT26)
-    sizes = np.bincount(comps.ravel())
-    keep = sizes >= min_voxels
-    keep[0] = False
-    if keep[1:].all():
-        return mask
-    out = np.zeros_like(mask)
-    out[box] = keep[comps]
-    return out
+    return keep_components(mask, lambda comps, n, box: np.bincount(comps.ravel(), minlength=n + 1) >= min_voxels)
 
 
 def remove_unconfident_components(mask: np.ndarray, probability: np.ndarray, min_peak: float) -> np.ndarray:
     """``mask`` without its 26-connected components whose highest ``probability`` is below ``min_peak``."""
-    box = _box(mask)
-    if box is None:
-        return mask
-    comps, n = ndimage.label(mask[box], structure=STRUCT26)
-    peaks = ndimage.maximum(probability[box], labels=comps, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], np.asarray(peaks, dtype=float) >= min_peak])
-    if keep[1:].all():
-        return mask
-    out = np.zeros_like(mask)
-    out[box] = keep[comps]
-    return out
+    def confident(comps, n, box):
+        peaks = ndimage.maximum(probability[box], labels=comps, index=np.arange(1, n + 1))
+        return np.concatenate([[False], np.asarray(peaks, dtype=float) >= min_peak])
+    return keep_components(mask, confident)
+
+
+def remove_unenclosed_components(mask: np.ndarray, host: np.ndarray, spacing_zyx_mm: Sequence[float],
+                                 ring_mm: float = ENCLOSURE_RING_MM, share: float = HOST_ENCLOSURE) -> np.ndarray:
+    """``mask`` without its 26-connected components whose surrounding ring (the voxels within
+    ``ring_mm`` outside the component) lies less than ``share`` in ``host``."""
+    r = max(int(math.ceil(ring_mm / s)) for s in spacing_zyx_mm)
+
+    def enclosed(comps, n, box):
+        out = np.zeros(n + 1, dtype=bool)
+        h = host[box]
+        for j, sl in enumerate(ndimage.find_objects(comps), start=1):
+            grown = tuple(slice(max(0, a.start - r), a.stop + r) for a in sl)
+            piece = comps[grown] == j
+            ring = dilate_mm(piece, ring_mm, spacing_zyx_mm) & ~piece
+            out[j] = ring.any() and float(h[grown][ring].mean()) >= share
+        return out
+    return keep_components(mask, enclosed, pad=r)
 
 
 def unclaimed(air: np.ndarray, claims: Iterable[np.ndarray]) -> np.ndarray:
