@@ -277,3 +277,18 @@ def test_triton_runner_shared_memory_and_grpc_agree_with_onnx_runtime(triton_ser
             keys = [r.key.lstrip("/") for s in runner._slots for r in s.regions.values()]
             assert bool(keys) == shm and all(Path("/dev/shm", k).exists() for k in keys)
         assert not any(Path("/dev/shm", k).exists() for k in keys)  # close() destroyed the regions
+
+
+def test_unset_options_mean_server_defaults_and_zero_means_zero():
+    from radmesh.common.volume import Geometry, Volume
+    from radmesh.segmentation.server import options_from_proto
+
+    ct = Volume(np.zeros((4, 4, 4), np.int16), Geometry((4, 4, 4)))
+    sent = next(segment_requests(ct, classes=[vocab.LIVER])).options
+    assert not sent.HasField("overlap") and not sent.HasField("min_lesion_mm3")
+    plain = options_from_proto(sent)
+    assert plain.overlap is None and plain.min_lesion_mm3 is None       # the pipeline's defaults
+    zero = next(segment_requests(ct, classes=[vocab.LIVER], overlap=0.0, min_lesion_mm3=0.0)).options
+    assert zero.HasField("overlap") and zero.HasField("min_lesion_mm3")
+    plain = options_from_proto(zero)
+    assert plain.overlap == 0.0 and plain.min_lesion_mm3 == 0.0          # as `radmesh segment --overlap 0` in-process

@@ -19,12 +19,17 @@ RemoteProgress = Callable[[str, int, int, str], None]
 
 
 def segment_requests(ct: Volume, prompt: str | None = None, classes: Sequence[int] | None = None,
-                     fast: bool = False, overlap: float = 0.0,
-                     min_lesion_mm3: float = 0.0) -> Iterator[segmentation_pb2.SegmentRequest]:
-    """The client stream: SegmentOptions, then the CT as a header and ≈1 MiB chunks."""
-    yield segmentation_pb2.SegmentRequest(options=segmentation_pb2.SegmentOptions(
-        targets=[common_pb2.ClassRef(class_index=int(c)) for c in (classes or [])], prompt=prompt or "",
-        fast=fast, overlap=float(overlap or 0.0), min_lesion_mm3=float(min_lesion_mm3 or 0.0)))
+                     fast: bool = False, overlap: float | None = None,
+                     min_lesion_mm3: float | None = None) -> Iterator[segmentation_pb2.SegmentRequest]:
+    """The client stream: SegmentOptions, then the CT as a header and ≈1 MiB chunks.
+    ``overlap`` and ``min_lesion_mm3`` are sent only when given (None: the server's defaults)."""
+    options = segmentation_pb2.SegmentOptions(
+        targets=[common_pb2.ClassRef(class_index=int(c)) for c in (classes or [])], prompt=prompt or "", fast=fast)
+    if overlap is not None:
+        options.overlap = float(overlap)
+    if min_lesion_mm3 is not None:
+        options.min_lesion_mm3 = float(min_lesion_mm3)
+    yield segmentation_pb2.SegmentRequest(options=options)
     # header and chunks straight into SegmentRequests: wrapping VolumeParts would copy every chunk again
     header, payload = encode_volume(ct, modality="CT")
     yield segmentation_pb2.SegmentRequest(header=header)
@@ -63,7 +68,7 @@ def read_events(events: Iterator[segmentation_pb2.SegmentEvent], progress: Remot
 
 
 def segment_remote(address: str, ct: Volume, prompt: str | None = None, classes: Sequence[int] | None = None,
-                   fast: bool = False, overlap: float = 0.0, min_lesion_mm3: float = 0.0,
+                   fast: bool = False, overlap: float | None = None, min_lesion_mm3: float | None = None,
                    progress: RemoteProgress | None = None, timeout_s: float = 900.0) -> tuple[Volume, dict[str, Any]]:
     """(label map on ``ct``'s grid, summary dict) from the segmentation service at ``address``.
 
@@ -113,7 +118,7 @@ def segment_to_folder_remote(address: str, ct: Volume, out_dir: str | os.PathLik
                 progress(done, total)
 
     labels, summary = segment_remote(address, ct, prompt=prompt, classes=classes, fast=fast,
-                                     overlap=overlap or 0.0, min_lesion_mm3=min_lesion_mm3 or 0.0,
+                                     overlap=overlap, min_lesion_mm3=min_lesion_mm3,
                                      progress=on_event, timeout_s=timeout_s)
     rows = summary["classes"]
     result = {

@@ -65,16 +65,17 @@ class SegmentOptions:
 
     ``targets``: vocabulary indices; when empty, ``prompt`` is resolved by the text
     service. ``fast``: 3 mm model spacing instead of 1.5 mm. ``overlap``: sliding-window
-    overlap, fraction of a window in [0, 0.9]; 0 = the pipeline's default (0.5).
-    ``min_lesion_mm3``: smaller lesion components are dropped; 0 = each class's default (mm³:
-    20 for lung nodules, 100 for other lesions, :func:`radmesh.model.postprocess.default_min_lesion_mm3`).
+    overlap, fraction of a window in [0, 0.9]; None = the pipeline's default (0.5).
+    ``min_lesion_mm3``: smaller lesion components are dropped, for every class; None = each
+    class's default (mm³: 20 for lung nodules, 100 for other lesions,
+    :func:`radmesh.model.postprocess.default_min_lesion_mm3`). 0 means 0 for both, as in-process.
     """
 
     targets: tuple[int, ...] = ()
     prompt: str = ""
     fast: bool = False
-    overlap: float = 0.0
-    min_lesion_mm3: float = 0.0
+    overlap: float | None = None
+    min_lesion_mm3: float | None = None
 
     def validate(self) -> SegmentOptions:
         """Range checks (InvalidInputError naming the field); returns self."""
@@ -82,9 +83,9 @@ class SegmentOptions:
             raise InvalidInputError("give targets (class indices) or a prompt")
         for c in self.targets:
             vocab.get(int(c))  # UnknownClassError (INVALID_ARGUMENT) for indices outside 1..32
-        if not (math.isfinite(self.overlap) and 0.0 <= self.overlap <= MAX_OVERLAP):
+        if self.overlap is not None and not (math.isfinite(self.overlap) and 0.0 <= self.overlap <= MAX_OVERLAP):
             raise InvalidInputError(f"overlap must be in [0, {MAX_OVERLAP}], got {self.overlap}")
-        if not (math.isfinite(self.min_lesion_mm3) and self.min_lesion_mm3 >= 0):
+        if self.min_lesion_mm3 is not None and not (math.isfinite(self.min_lesion_mm3) and self.min_lesion_mm3 >= 0):
             raise InvalidInputError(f"min_lesion_mm3 must be a number ≥ 0, got {self.min_lesion_mm3}")
         return self
 
@@ -328,8 +329,8 @@ class Segmenter:
 
         spacing = FAST_SPACING_MM if options.fast else MODEL_SPACING_MM
         result = segment(ct, classes, runner, table, spacing_mm=spacing,
-                         overlap=options.overlap or DEFAULT_OVERLAP,
-                         min_lesion_mm3=options.min_lesion_mm3 or None,
+                         overlap=DEFAULT_OVERLAP if options.overlap is None else options.overlap,
+                         min_lesion_mm3=options.min_lesion_mm3,
                          progress=on_windows, validated_classes=self.model.validated_classes)
         remaining("postprocessing")
         return SegmentOutcome(

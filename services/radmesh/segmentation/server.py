@@ -74,7 +74,8 @@ def progress_event(stage: str, done: int = 0, total: int = 0, message: str = "")
 
 def options_from_proto(p: segmentation_pb2.SegmentOptions) -> SegmentOptions:
     return SegmentOptions(targets=tuple(int(t.class_index) for t in p.targets), prompt=p.prompt, fast=p.fast,
-                          overlap=float(p.overlap), min_lesion_mm3=float(p.min_lesion_mm3))
+                          overlap=float(p.overlap) if p.HasField("overlap") else None,
+                          min_lesion_mm3=float(p.min_lesion_mm3) if p.HasField("min_lesion_mm3") else None)
 
 
 def model_info_proto(segmenter: Segmenter) -> common_pb2.ModelInfo:

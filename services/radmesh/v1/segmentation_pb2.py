@@ -26,27 +26,27 @@ from radmesh.v1 import common_pb2 as radmesh_dot_v1_dot_common__pb2
 from radmesh.v1 import text_pb2 as radmesh_dot_v1_dot_text__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dradmesh/v1/segmentation.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\x1a\x15radmesh/v1/text.proto\"~\n\x0eSegmentOptions\x12%\n\x07targets\x18\x01 \x03(\x0b\x32\x14.radmesh.v1.ClassRef\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0c\n\x04\x66\x61st\x18\x03 \x01(\x08\x12\x0f\n\x07overlap\x18\x04 \x01(\x02\x12\x16\n\x0emin_lesion_mm3\x18\x05 \x01(\x01\"\x9d\x01\n\x0eSegmentRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.radmesh.v1.SegmentOptionsH\x00\x12*\n\x06header\x18\x02 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x42\x06\n\x04item\"o\n\x0f\x43lassVoxelCount\x12\x13\n\x0b\x63lass_index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bvoxel_count\x18\x03 \x01(\x03\x12\x11\n\tvolume_ml\x18\x04 \x01(\x01\x12\x11\n\thost_only\x18\x05 \x01(\x08\"\xa1\x01\n\x0eSegmentSummary\x12,\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x1b.radmesh.v1.ClassVoxelCount\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo\x12\x11\n\telapsed_s\x18\x03 \x01(\x01\x12(\n\x05parse\x18\x04 \x01(\x0b\x32\x19.radmesh.v1.ParseResponse\"\xd2\x01\n\x0cSegmentEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.radmesh.v1.ProgressH\x00\x12\x30\n\x0clabel_header\x18\x02 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12.\n\x0blabel_chunk\x18\x03 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x12-\n\x07summary\x18\x04 \x01(\x0b\x32\x1a.radmesh.v1.SegmentSummaryH\x00\x42\x07\n\x05\x65vent\"\x14\n\x12ListClassesRequest\"c\n\x13ListClassesResponse\x12&\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x15.radmesh.v1.ClassInfo\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo2\xaa\x01\n\x13SegmentationService\x12\x43\n\x07Segment\x12\x1a.radmesh.v1.SegmentRequest\x1a\x18.radmesh.v1.SegmentEvent(\x01\x30\x01\x12N\n\x0bListClasses\x12\x1e.radmesh.v1.ListClassesRequest\x1a\x1f.radmesh.v1.ListClassesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dradmesh/v1/segmentation.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\x1a\x15radmesh/v1/text.proto\"\xa7\x01\n\x0eSegmentOptions\x12%\n\x07targets\x18\x01 \x03(\x0b\x32\x14.radmesh.v1.ClassRef\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0c\n\x04\x66\x61st\x18\x03 \x01(\x08\x12\x14\n\x07overlap\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0emin_lesion_mm3\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_overlapB\x11\n\x0f_min_lesion_mm3\"\x9d\x01\n\x0eSegmentRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.radmesh.v1.SegmentOptionsH\x00\x12*\n\x06header\x18\x02 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x42\x06\n\x04item\"o\n\x0f\x43lassVoxelCount\x12\x13\n\x0b\x63lass_index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bvoxel_count\x18\x03 \x01(\x03\x12\x11\n\tvolume_ml\x18\x04 \x01(\x01\x12\x11\n\thost_only\x18\x05 \x01(\x08\"\xa1\x01\n\x0eSegmentSummary\x12,\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x1b.radmesh.v1.ClassVoxelCount\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo\x12\x11\n\telapsed_s\x18\x03 \x01(\x01\x12(\n\x05parse\x18\x04 \x01(\x0b\x32\x19.radmesh.v1.ParseResponse\"\xd2\x01\n\x0cSegmentEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.radmesh.v1.ProgressH\x00\x12\x30\n\x0clabel_header\x18\x02 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12.\n\x0blabel_chunk\x18\x03 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x12-\n\x07summary\x18\x04 \x01(\x0b\x32\x1a.radmesh.v1.SegmentSummaryH\x00\x42\x07\n\x05\x65vent\"\x14\n\x12ListClassesRequest\"c\n\x13ListClassesResponse\x12&\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x15.radmesh.v1.ClassInfo\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo2\xaa\x01\n\x13SegmentationService\x12\x43\n\x07Segment\x12\x1a.radmesh.v1.SegmentRequest\x1a\x18.radmesh.v1.SegmentEvent(\x01\x30\x01\x12N\n\x0bListClasses\x12\x1e.radmesh.v1.ListClassesRequest\x1a\x1f.radmesh.v1.ListClassesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'radmesh.v1.segmentation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEGMENTOPTIONS']._serialized_start=93
-  _globals['_SEGMENTOPTIONS']._serialized_end=219
-  _globals['_SEGMENTREQUEST']._serialized_start=222
-  _globals['_SEGMENTREQUEST']._serialized_end=379
-  _globals['_CLASSVOXELCOUNT']._serialized_start=381
-  _globals['_CLASSVOXELCOUNT']._serialized_end=492
-  _globals['_SEGMENTSUMMARY']._serialized_start=495
-  _globals['_SEGMENTSUMMARY']._serialized_end=656
-  _globals['_SEGMENTEVENT']._serialized_start=659
-  _globals['_SEGMENTEVENT']._serialized_end=869
-  _globals['_LISTCLASSESREQUEST']._serialized_start=871
-  _globals['_LISTCLASSESREQUEST']._serialized_end=891
-  _globals['_LISTCLASSESRESPONSE']._serialized_start=893
-  _globals['_LISTCLASSESRESPONSE']._serialized_end=992
-  _globals['_SEGMENTATIONSERVICE']._serialized_start=995
-  _globals['_SEGMENTATIONSERVICE']._serialized_end=1165
+  _globals['_SEGMENTOPTIONS']._serialized_start=94
+  _globals['_SEGMENTOPTIONS']._serialized_end=261
+  _globals['_SEGMENTREQUEST']._serialized_start=264
+  _globals['_SEGMENTREQUEST']._serialized_end=421
+  _globals['_CLASSVOXELCOUNT']._serialized_start=423
+  _globals['_CLASSVOXELCOUNT']._serialized_end=534
+  _globals['_SEGMENTSUMMARY']._serialized_start=537
+  _globals['_SEGMENTSUMMARY']._serialized_end=698
+  _globals['_SEGMENTEVENT']._serialized_start=701
+  _globals['_SEGMENTEVENT']._serialized_end=911
+  _globals['_LISTCLASSESREQUEST']._serialized_start=913
+  _globals['_LISTCLASSESREQUEST']._serialized_end=933
+  _globals['_LISTCLASSESRESPONSE']._serialized_start=935
+  _globals['_LISTCLASSESRESPONSE']._serialized_end=1034
+  _globals['_SEGMENTATIONSERVICE']._serialized_start=1037
+  _globals['_SEGMENTATIONSERVICE']._serialized_end=1207
 # @@protoc_insertion_point(module_scope)
