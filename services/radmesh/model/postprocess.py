@@ -93,14 +93,14 @@ LUNG_NODULE_MIN_MM3 = 20.0      # lung nodules: ≈ a 3.4 mm sphere; the report'
 # 10 mm across can be as flat as 10 × 7 × 5 mm (192 mm³) and must survive being segmented at half its volume.
 TOO_SMALL_TO_CHARACTERISE_MM3 = 100.0
 MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
-# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-103 for radmesh-unet-phantom-5 (docs/model_card.md).
+# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-107 for radmesh-unet-phantom-6 (docs/model_card.md).
 LESION_PEAK = 0.99
 ENCLOSING_FRACTION = 0.5       # share of an air pocket's border an organ must hold to enclose it
 AIR_FILLED_PAIRS = ((vocab.RIGHT_LUNG, vocab.LEFT_LUNG),)
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
 # A lesion lies in its organ: at least this share of the ring of voxels within ENCLOSURE_RING_MM around
-# it must be host (a lung's mask holds its air). Chosen on validation phantoms (docs/model_card.md).
-HOST_ENCLOSURE = 0.6
+# it must be host (a lung's mask holds its air). Chosen with LESION_PEAK (docs/model_card.md).
+HOST_ENCLOSURE = 0.7
 ENCLOSURE_RING_MM = 3.0
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
