@@ -75,6 +75,18 @@ def _small():
     return ct, Volume(lab, g)
 
 
+def test_unset_minimum_is_the_default_and_zero_reports_every_lesion(stub, measurement_service):
+    ct, lab = _small()
+    tiny = lab.array.copy()
+    tiny[7, 14, 14:16] = 27                                        # a 4 mm³ liver lesion: under the 10 mm³ default
+    lab = Volume(tiny, lab.geometry)
+    default = to_plain(stub.Measure(measure_requests(ct, lab, min_lesion_mm3=None), timeout=60))
+    zero = to_plain(stub.Measure(measure_requests(ct, lab, min_lesion_mm3=0.0), timeout=60))
+    assert default == measure(ct, lab).to_dict()
+    assert zero == measure(ct, lab, min_lesion_mm3=0.0).to_dict()   # as in-process: 0 is 0, not "the default"
+    assert zero != default
+
+
 def test_bad_inputs_get_clear_status_codes(stub, measurement_service):
     ct, labels = _small()
     other = Volume(labels.array[:, :, :30].copy(), Geometry((20, 32, 30), (1.0, 1.0, 2.0)))

@@ -16,9 +16,12 @@ from radmesh.v1 import measurement_pb2, measurement_pb2_grpc
 
 
 def measure_requests(ct: Volume, labels: Volume, classes: Sequence[int] | None = None,
-                     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3) -> Iterator[measurement_pb2.MeasureRequest]:
-    yield measurement_pb2.MeasureRequest(options=measurement_pb2.MeasureOptions(
-        class_indices=list(classes or []), min_lesion_mm3=min_lesion_mm3))
+                     min_lesion_mm3: float | None = DEFAULT_MIN_LESION_MM3) -> Iterator[measurement_pb2.MeasureRequest]:
+    """The client stream: MeasureOptions (``min_lesion_mm3`` None: the server's default), the CT, the label map."""
+    options = measurement_pb2.MeasureOptions(class_indices=list(classes or []))
+    if min_lesion_mm3 is not None:
+        options.min_lesion_mm3 = float(min_lesion_mm3)
+    yield measurement_pb2.MeasureRequest(options=options)
     for part in volume_parts(ct, modality="CT"):
         yield measurement_pb2.MeasureRequest(ct=part)
     # Label maps are mostly background: zlib shrinks them ~50x for a cheap CPU cost.

@@ -48,7 +48,7 @@ class MeasurementServicer(measurement_pb2_grpc.MeasurementServiceServicer):
         result = measure(
             ct_volume, label_volume,
             classes=list(options.class_indices) or None,
-            min_lesion_mm3=options.min_lesion_mm3 or DEFAULT_MIN_LESION_MM3,
+            min_lesion_mm3=options.min_lesion_mm3 if options.HasField("min_lesion_mm3") else DEFAULT_MIN_LESION_MM3,
         )
         deadline.check("measurement")
         return from_plain(result.to_dict(), measurement_pb2.MeasureResponse())

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from radmesh.v1 import common_pb2 as radmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cradmesh/v1/measurement.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\"?\n\x0eMeasureOptions\x12\x15\n\rclass_indices\x18\x01 \x03(\x05\x12\x16\n\x0emin_lesion_mm3\x18\x02 \x01(\x01\"\x97\x01\n\x0eMeasureRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.radmesh.v1.MeasureOptionsH\x00\x12$\n\x02\x63t\x18\x02 \x01(\x0b\x32\x16.radmesh.v1.VolumePartH\x00\x12(\n\x06labels\x18\x03 \x01(\x0b\x32\x16.radmesh.v1.VolumePartH\x00\x42\x06\n\x04item\"\x83\x01\n\x0fMeasureResponse\x12\x34\n\nstructures\x18\x01 \x03(\x0b\x32 .radmesh.v1.StructureMeasurement\x12\"\n\x04grid\x18\x02 \x01(\x0b\x32\x14.radmesh.v1.Geometry\x12\x16\n\x0emin_lesion_mm3\x18\x03 \x01(\x01\x32Z\n\x12MeasurementService\x12\x44\n\x07Measure\x12\x1a.radmesh.v1.MeasureRequest\x1a\x1b.radmesh.v1.MeasureResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cradmesh/v1/measurement.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\"W\n\x0eMeasureOptions\x12\x15\n\rclass_indices\x18\x01 \x03(\x05\x12\x1b\n\x0emin_lesion_mm3\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x11\n\x0f_min_lesion_mm3\"\x97\x01\n\x0eMeasureRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.radmesh.v1.MeasureOptionsH\x00\x12$\n\x02\x63t\x18\x02 \x01(\x0b\x32\x16.radmesh.v1.VolumePartH\x00\x12(\n\x06labels\x18\x03 \x01(\x0b\x32\x16.radmesh.v1.VolumePartH\x00\x42\x06\n\x04item\"\x83\x01\n\x0fMeasureResponse\x12\x34\n\nstructures\x18\x01 \x03(\x0b\x32 .radmesh.v1.StructureMeasurement\x12\"\n\x04grid\x18\x02 \x01(\x0b\x32\x14.radmesh.v1.Geometry\x12\x16\n\x0emin_lesion_mm3\x18\x03 \x01(\x01\x32Z\n\x12MeasurementService\x12\x44\n\x07Measure\x12\x1a.radmesh.v1.MeasureRequest\x1a\x1b.radmesh.v1.MeasureResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'radmesh.v1.measurement_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MEASUREOPTIONS']._serialized_start=69
-  _globals['_MEASUREOPTIONS']._serialized_end=132
-  _globals['_MEASUREREQUEST']._serialized_start=135
-  _globals['_MEASUREREQUEST']._serialized_end=286
-  _globals['_MEASURERESPONSE']._serialized_start=289
-  _globals['_MEASURERESPONSE']._serialized_end=420
-  _globals['_MEASUREMENTSERVICE']._serialized_start=422
-  _globals['_MEASUREMENTSERVICE']._serialized_end=512
+  _globals['_MEASUREOPTIONS']._serialized_end=156
+  _globals['_MEASUREREQUEST']._serialized_start=159
+  _globals['_MEASUREREQUEST']._serialized_end=310
+  _globals['_MEASURERESPONSE']._serialized_start=313
+  _globals['_MEASURERESPONSE']._serialized_end=444
+  _globals['_MEASUREMENTSERVICE']._serialized_start=446
+  _globals['_MEASUREMENTSERVICE']._serialized_end=536
 # @@protoc_insertion_point(module_scope)
