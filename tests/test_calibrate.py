@@ -12,7 +12,7 @@ import pytest
 
 from radmesh.common import vocabulary as V
 from radmesh.common.errors import InvalidInputError
-from radmesh.model.calibrate import CachedCase, check_validation_seeds, recommend, sweep
+from radmesh.model.calibrate import CachedCase, check_validation_seeds, main, recommend, recommend_openings, sweep
 from radmesh.model.data import PHANTOM_CLASSES
 from radmesh.model.preprocess import body_crop, labels_to_model_space, to_model_space
 from radmesh.phantom.generator import PhantomConfig, generate
@@ -32,6 +32,23 @@ def test_recommend_prefers_sensitivity_then_fewest_false_positives_then_lower_th
             dict(lesion_peak=0.95, min_lesion_mm3=200.0, host_enclosure=0.0, sensitivity=0.5, fp_per_case=0.0),
             dict(lesion_peak=0.9, min_lesion_mm3=20.0, host_enclosure=0.7, sensitivity=1.0, fp_per_case=2.0)]
     assert recommend(rows) is rows[1]
+
+
+def test_lesion_thresholds_are_recommended_for_the_shipped_organ_openings():
+    rows = [dict(lesion_peak=0.5, min_lesion_mm3=20.0, host_enclosure=0.0, organ_opening_mm=3.0,
+                 sensitivity=1.0, fp_per_case=0.0),
+            dict(lesion_peak=0.9, min_lesion_mm3=20.0, host_enclosure=0.0, organ_opening_mm=None,
+                 sensitivity=1.0, fp_per_case=1.0)]
+    assert recommend(rows) is rows[1]
+
+
+def test_each_organ_gets_the_opening_with_its_best_dice_the_smaller_among_equals():
+    rows = [dict(organ_opening_mm=r, organ_dice=d) for r, d in (
+        (0.0, {"Stomach": 0.60, "Liver": 0.93, "Gall Bladder": 0.76, "Aorta": 0.91}),
+        (4.5, {"Stomach": 0.68, "Liver": 0.95, "Gall Bladder": 0.70}),
+        (9.0, {"Stomach": 0.72, "Liver": 0.95, "Gall Bladder": float("nan")}),
+        (None, {"Stomach": 0.99, "Liver": 0.99, "Gall Bladder": 0.99}))]    # the shipped table is no candidate
+    assert recommend_openings(rows) == {"Stomach": 9.0, "Liver": 4.5, "Gall Bladder": 0.0}
 
 
 def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives():
@@ -55,3 +72,13 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
     # a lesion inside its organ passes the enclosure rule at any share
     shares = sweep([case], classes, peaks=(0.5,), min_lesion_mm3=(20.0,), host_enclosure=(0.0, 0.9))
     assert [r["host_enclosure"] for r in shares] == [0.0, 0.9] and all(r["sensitivity"] == 1.0 for r in shares)
+    # organ openings: one row per radius, with every organ's Dice; the truth's organs survive a 3 mm opening
+    radii = sweep([case], classes, peaks=(0.5,), min_lesion_mm3=(20.0,), organ_opening_mm=(0.0, 3.0, None))
+    assert [r["organ_opening_mm"] for r in radii] == [0.0, 3.0, None]
+    assert V.get(V.LIVER).name in radii[1]["organ_dice"]
+    assert radii[1]["organ_dice"][V.get(V.LIVER).name] > 0.9
+
+
+def test_cli_refuses_a_negative_organ_opening_in_one_line_before_loading_a_model():
+    with pytest.raises(SystemExit, match="organ opening radii must be millimetres >= 0, got -1"):
+        main(["--organ-opening-mm", "-1"])

@@ -211,6 +211,22 @@ def test_organs_keep_their_most_confident_component_the_largest_among_equals():
     assert np.count_nonzero(out == V.GALL_BLADDER) == 3 ** 3 and out[4, 4, 4] == 0
 
 
+def test_an_organ_opening_cuts_a_look_alike_joined_through_a_narrow_neck():
+    p = _probs((30, 30, 40), (0, S[5:20, 5:20, 5:20], 0.95),      # the pancreas, 15 mm thick
+               (0, S[11:14, 11:14, 20:24], 0.8),                  # a 3 mm neck of bowel touching it
+               (0, S[8:17, 8:17, 24:36], 0.8))                    # the bowel loop behind the neck, 9 mm thick
+    out = postprocess(p, [V.PANCREAS], 1.0, organ_opening_mm={V.PANCREAS: 3.0})
+    assert np.count_nonzero(out[5:20, 5:20, 5:20] == V.PANCREAS) == 15 ** 3   # corners grow back
+    assert out[12, 12, 30] == 0 and out[12, 12, 20] == V.PANCREAS             # the loop lost, the neck's root kept
+    plain = postprocess(p, [V.PANCREAS], 1.0, organ_opening_mm={})
+    assert plain[12, 12, 30] == V.PANCREAS                                      # one 26-connected piece without it
+    # an organ thinner than the opening everywhere keeps the plain rule rather than vanishing
+    thin = _probs((20, 20, 20), (0, S[2:4, 2:18, 2:18], 0.95))
+    assert np.count_nonzero(postprocess(thin, [V.PANCREAS], 1.0, organ_opening_mm={V.PANCREAS: 3.0})) == 2 * 16 * 16
+    with pytest.raises(InvalidInputError, match="organ opening"):
+        postprocess(p, [V.PANCREAS], 1.0, organ_opening_mm={V.PANCREAS: -1.0})
+
+
 def test_vessels_keep_every_component_above_the_size():
     p = _probs((30, 30, 30), (0, S[1:6, 1:6, 1:6], 0.9), (0, S[10:15, 10:15, 10:15], 0.9),
                (0, S[25:27, 25:27, 25:27], 0.9))

@@ -34,7 +34,13 @@ vocabulary indices (0 background) with these rules, applied in this order:
 3. **Organs:** only one 26-connected component is kept (an organ is one piece): the one
    with the most confident voxels (probability > :data:`CONFIDENT`), the largest among
    equals. A look-alike the model is unsure of (bowel fluid called gall bladder) can be
-   bigger than the organ, but it is not surer.
+   bigger than the organ, but it is not surer. For the organs in :data:`ORGAN_OPENING_MM`
+   that component is then *opened* by a ball of the organ's radius, its most confident
+   piece kept, and grown back by the radius within the component: bowel touching the
+   stomach, the pancreas or the liver through a narrow neck is one 26-connected piece
+   with the organ, and the opening cuts the neck (a look-alike joined over a broad face
+   stays; a part of the organ thinner than twice the radius is kept only within the
+   radius of the rest).
    Then (with ``image`` and a body) an organ gains each air component that it
    *encloses*: claimed by no class, and at least :data:`ENCLOSING_FRACTION` of the
    voxels bordering it belong to that organ (a stomach's gas cap, which the model
@@ -76,7 +82,7 @@ the x index must increase towards the patient's left (the canonical LPS grid of
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -102,6 +108,12 @@ HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host orga
 # it must be host (a lung's mask holds its air). Chosen with LESION_PEAK (docs/model_card.md).
 HOST_ENCLOSURE = 0.7
 ENCLOSURE_RING_MM = 3.0
+# Per organ (vocabulary index → mm): the radius of the opening that picks the organ's component
+# (rule 3); organs not listed get none. Chosen on validation phantoms (docs/model_card.md).
+ORGAN_OPENING_MM: dict[int, float] = {
+    vocab.SPLEEN: 3.0, vocab.RIGHT_KIDNEY: 3.0, vocab.LEFT_KIDNEY: 3.0, vocab.LIVER: 4.5, vocab.PANCREAS: 4.5,
+    vocab.STOMACH: 9.0,   # the stomach with its lumen is the thickest organ; bowel joins it over wide necks
+}
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
@@ -111,14 +123,16 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 min_lesion_mm3: float | None = None, lesion_peak: float = LESION_PEAK,
                 min_vessel_mm3: float = MIN_VESSEL_MM3, host_dilation_mm: float = HOST_DILATION_MM,
                 body_mask: np.ndarray | None = None, image: np.ndarray | None = None,
-                host_enclosure: float = HOST_ENCLOSURE) -> np.ndarray:
+                host_enclosure: float = HOST_ENCLOSURE,
+                organ_opening_mm: Mapping[int, float] | None = None) -> np.ndarray:
     """(K, Z, Y, X) probabilities in [0, 1] of ``class_indices`` (K vocabulary indices, request
     order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
 
     ``spacing_zyx_mm``: the voxel size (one number if isotropic); ``body_mask`` (Z, Y, X) bool,
     optional: the patient's body, for the midline that splits left/right pairs; ``image`` (Z, Y, X),
     optional: the windowed model input on the same grid (:func:`radmesh.model.preprocess.window`), for
-    the air rules. ``probabilities`` is not modified.
+    the air rules; ``organ_opening_mm``: organ index → opening radius in mm for rule 3 (None: the
+    shipped :data:`ORGAN_OPENING_MM`; organs it does not list get none). ``probabilities`` is not modified.
     """
     classes = [int(c) for c in class_indices]
     probs = np.asarray(probabilities)
@@ -133,6 +147,10 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
         raise InvalidInputError(f"host_enclosure must be a share in [0, 1], got {host_enclosure}")
     for c in classes:
         vocab.get(c)
+    openings = dict(ORGAN_OPENING_MM if organ_opening_mm is None else organ_opening_mm)
+    bad = {c: r for c, r in openings.items() if not (math.isfinite(float(r)) and float(r) >= 0)}
+    if bad:
+        raise InvalidInputError(f"organ opening radii must be finite millimetres ≥ 0, got {bad}")
     spacing = _spacing3(spacing_zyx_mm)
     voxel_mm3 = float(np.prod(spacing))
     shape = probs.shape[1:]
@@ -166,7 +184,7 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     for c in classes:
         kind = vocab.get(c).kind
         if kind is vocab.Kind.ORGAN:
-            masks[c] = organ_component(masks[c], prob[c])
+            masks[c] = organ_component(masks[c], prob[c], spacing, openings.get(c, 0.0))
         elif kind is vocab.Kind.VESSEL:
             masks[c] = remove_small_components(masks[c], min_voxels=min_vessel_mm3 / voxel_mm3)
     if air is not None:
@@ -256,15 +274,31 @@ def keep_components(mask: np.ndarray, keep: Callable[[np.ndarray, int, tuple[sli
     return out
 
 
-def organ_component(mask: np.ndarray, probability: np.ndarray) -> np.ndarray:
+def organ_component(mask: np.ndarray, probability: np.ndarray, spacing_zyx_mm: Sequence[float] = (1.0, 1.0, 1.0),
+                    opening_mm: float = 0.0) -> np.ndarray:
     """The 26-connected component of ``mask`` with the most voxels of ``probability`` >
-    :data:`CONFIDENT`, the largest among equals (``mask`` itself if it has ≤ 1)."""
+    :data:`CONFIDENT`, the largest among equals (``mask`` itself if it has ≤ 1).
+
+    With ``opening_mm`` > 0 that component is then opened by a ball of that radius (necks and
+    parts thinner than twice the radius gone), its most confident piece is kept and grows back
+    by the radius within the component: a look-alike touching the organ through a narrow neck
+    (bowel against the stomach or the pancreas) is cut off. If the opening leaves nothing, the
+    component is kept whole.
+    """
     def most_confident(comps, n, box):
         sizes = np.bincount(comps.ravel(), minlength=n + 1)
         confident = np.bincount(comps[probability[box] > CONFIDENT], minlength=n + 1)
         sizes[0] = confident[0] = -1
         return np.arange(n + 1) == int(np.lexsort((sizes, confident))[-1])
-    return keep_components(mask, most_confident)
+    piece = keep_components(mask, most_confident)
+    if opening_mm > 0:
+        # Opened on the component's own box, not the whole mask: a fraction of the voxels.
+        opened = open_mm(piece, opening_mm, spacing_zyx_mm)
+        if opened.any():
+            core = keep_components(opened, most_confident)
+            # Growing back can reach a strand of the component that is cut off from the core: one piece again.
+            piece = keep_components(dilate_mm(core, opening_mm, spacing_zyx_mm) & piece, most_confident)
+    return piece
 
 
 def remove_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
@@ -361,6 +395,18 @@ def fill_enclosed_air(masks: dict[int, np.ndarray], organs: Sequence[int], air: 
 
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_zyx_mm: Sequence[float]) -> np.ndarray:
     """``mask`` dilated by an ellipsoid of ``radius_mm`` (in millimetres on this grid)."""
+    return _morphology_mm(ndimage.binary_dilation, mask, radius_mm, spacing_zyx_mm)
+
+
+def open_mm(mask: np.ndarray, radius_mm: float, spacing_zyx_mm: Sequence[float]) -> np.ndarray:
+    """``mask`` opened (eroded, then dilated) by an ellipsoid of ``radius_mm`` (millimetres on this grid)."""
+    return _morphology_mm(ndimage.binary_opening, mask, radius_mm, spacing_zyx_mm)
+
+
+def _morphology_mm(operation: Callable[..., np.ndarray], mask: np.ndarray, radius_mm: float,
+                   spacing_zyx_mm: Sequence[float]) -> np.ndarray:
+    """``operation(mask, structure=ball)`` with the ellipsoid of ``radius_mm`` on this grid, on the
+    mask's bounding box grown by the radius (``mask`` itself for a radius under one voxel)."""
     if radius_mm <= 0 or not mask.any():
         return mask
     r = [max(0, int(math.floor(radius_mm / s))) for s in spacing_zyx_mm]
@@ -371,7 +417,7 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing_zyx_mm: Sequence[float
     ball = (zz * sz) ** 2 + (yy * sy) ** 2 + (xx * sx) ** 2 <= radius_mm ** 2 + 1e-9
     box = _box(mask, pad=r, shape=mask.shape)
     out = np.zeros_like(mask)
-    out[box] = ndimage.binary_dilation(mask[box], structure=ball)
+    out[box] = operation(mask[box], structure=ball)
     return out
 
 
