@@ -145,10 +145,13 @@ def recommend_openings(rows: Sequence[dict]) -> dict[str, float]:
     """Organ name → the uniform opening radius (mm) of the rows with its best mean Dice (ties: the
     smaller radius); rows with the shipped table (None) are not candidates, and vessels (never
     opened) are not listed."""
+    uniform = sorted((r for r in rows if r.get("organ_opening_mm") is not None), key=lambda r: r["organ_opening_mm"])
     best: dict[str, tuple[float, float]] = {}
-    for r in sorted((r for r in rows if r.get("organ_opening_mm") is not None), key=lambda r: r["organ_opening_mm"]):
+    for r in uniform:
         for name, d in r["organ_dice"].items():
-            if vocab.by_name(name).kind is vocab.Kind.ORGAN and not math.isnan(d) and (name not in best or d > best[name][1] + 1e-12):
+            if vocab.by_name(name).kind is not vocab.Kind.ORGAN or math.isnan(d):
+                continue
+            if name not in best or d > best[name][1] + 1e-12:      # strictly better: ties keep the smaller radius
                 best[name] = (r["organ_opening_mm"], d)
     return {name: radius for name, (radius, _) in best.items()}
 
@@ -243,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump(dict(seeds=seeds, weights=str(a.weights or default_weights_path()), overlap=a.overlap,
-                           rows=rows, recommended=rec, recommended_organ_opening_mm=openings, model_version=meta.get("model_version"),
-                           pid=os.getpid()), f, indent=1)
+                           rows=rows, recommended=rec, recommended_organ_opening_mm=openings,
+                           model_version=meta.get("model_version"), pid=os.getpid()), f, indent=1)
     return 0
 
 
