@@ -12,7 +12,8 @@ import pytest
 
 from radmesh.common import vocabulary as V
 from radmesh.common.errors import InvalidInputError
-from radmesh.model.calibrate import CachedCase, check_validation_seeds, main, recommend, recommend_openings, sweep
+from radmesh.model.calibrate import CachedCase, check_validation_seeds, format_organ_rows, main, recommend, \
+    recommend_openings, recommend_thresholds, sweep
 from radmesh.model.data import PHANTOM_CLASSES
 from radmesh.model.preprocess import body_crop, labels_to_model_space, to_model_space
 from radmesh.phantom.generator import PhantomConfig, generate
@@ -51,6 +52,19 @@ def test_each_organ_gets_the_opening_with_its_best_dice_the_smaller_among_equals
     assert recommend_openings(rows) == {"Stomach": 9.0, "Liver": 4.5, "Gall Bladder": 0.0}
 
 
+def test_each_organ_and_vessel_gets_the_threshold_with_its_best_dice_the_nearest_to_one_half_among_near_equals():
+    rows = [dict(organ_threshold=t, organ_opening_mm=None, organ_dice=d) for t, d in (
+        (0.3, {"Gall Bladder": 0.80, "Liver": 0.95, "Aorta": 0.90, "Spleen": 0.944, "Liver Tumor": 0.99}),
+        (0.4, {"Gall Bladder": 0.82, "Liver": 0.94, "Aorta": 0.91, "Spleen": 0.940, "Liver Tumor": 0.10}),
+        (0.6, {"Gall Bladder": 0.79, "Liver": 0.95, "Aorta": 0.91, "Spleen": 0.927, "Liver Tumor": 0.10}),
+        (None, {"Gall Bladder": 0.99, "Liver": 0.99, "Aorta": 0.99}))]     # the shipped table is no candidate
+    rows.append(dict(organ_threshold=0.7, organ_opening_mm=3.0, organ_dice={"Liver": 1.0}))   # another opening: no
+    assert recommend_thresholds(rows) == {"Gall Bladder": 0.4, "Liver": 0.6, "Aorta": 0.4, "Spleen": 0.4}   # 0.004 is noise
+    table = format_organ_rows(rows, "organ_threshold")
+    assert "| organ | threshold 0.3 | threshold 0.4 | threshold 0.6 | threshold default |" in table
+    assert "| Gall Bladder | 0.800 | 0.820 | 0.790 | 0.990 |" in table
+
+
 def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives():
     ph = generate(100, PhantomConfig(in_plane_size=96, spacing_xyz_mm=(3.0, 3.0, 4.0), slices=40, oblique=False,
                                      lesions=(V.LIVER_TUMOR,)))
@@ -77,8 +91,25 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
     assert [r["organ_opening_mm"] for r in radii] == [0.0, 3.0, None]
     assert V.get(V.LIVER).name in radii[1]["organ_dice"]
     assert radii[1]["organ_dice"][V.get(V.LIVER).name] > 0.9
+    # organ thresholds: truth at 0.95 is kept below 0.95 and gone above it
+    thresholds = sweep([case], classes, peaks=(0.5,), min_lesion_mm3=(20.0,), organ_threshold=(0.3, 0.96))
+    assert [r["organ_threshold"] for r in thresholds] == [0.3, 0.96]
+    assert thresholds[0]["organ_dice"][V.get(V.LIVER).name] > 0.9
+    assert thresholds[1]["organ_dice"][V.get(V.LIVER).name] == 0.0
 
 
 def test_cli_refuses_a_negative_organ_opening_in_one_line_before_loading_a_model():
     with pytest.raises(SystemExit, match="organ opening radii must be millimetres >= 0, got -1"):
         main(["--organ-opening-mm", "-1"])
+
+
+def test_cli_refuses_an_organ_threshold_outside_a_probability_in_one_line():
+    with pytest.raises(SystemExit, match=r"radmesh calibrate: organ thresholds must be probabilities in \[0, 1\), got 0.4,1"):
+        main(["--organ-threshold", "0.4,1"])
+
+
+def test_cli_refuses_a_lesion_class_the_phantoms_cannot_hold_in_one_line():
+    with pytest.raises(SystemExit, match=r"radmesh calibrate: lesions must be drawn from .*got \[6\]"):
+        main(["--lesions", "27,6"])
+    with pytest.raises(SystemExit, match="radmesh calibrate: lesions must be vocabulary indices such as 28,27,26, got 'liver'"):
+        main(["--lesions", "liver"])

@@ -16,7 +16,8 @@ from scipy import ndimage
 
 from radmesh.common import vocabulary as V
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
-from radmesh.model.postprocess import midline, postprocess
+from radmesh.model import postprocess as postprocess_module
+from radmesh.model.postprocess import absorb_lesion_fragments, lesion_groups, midline, postprocess
 from radmesh.model.preprocess import FAST_SPACING_MM, HU_WINDOW, to_model_space
 from radmesh.model.pipeline import (check_classes, class_embeddings, class_table_from_meta, segment, window_count)
 from radmesh.phantom.generator import PhantomConfig, generate
@@ -24,6 +25,14 @@ from radmesh.phantom.generator import PhantomConfig, generate
 E = 16
 TABLE = np.random.default_rng(0).standard_normal((V.NUM_CLASSES, E)).astype(np.float32)
 BRIGHT_HU = 100.0     # contrast-enhanced organs, vessels and bone
+SHIPPED_CLASS_THRESHOLD = dict(postprocess_module.CLASS_THRESHOLD)
+
+
+@pytest.fixture(autouse=True)
+def one_half_for_every_class(monkeypatch):
+    """Rule 1 at 0.5 for every class: the stand-in probabilities here put their boundaries at 0.5, and the
+    shipped per-class thresholds are the reference weights' calibration, not the rules under test."""
+    monkeypatch.setattr(postprocess_module, "CLASS_THRESHOLD", {})
 
 
 class ThresholdRunner:
@@ -227,6 +236,25 @@ def test_an_organ_opening_cuts_a_look_alike_joined_through_a_narrow_neck():
         postprocess(p, [V.PANCREAS], 1.0, organ_opening_mm={V.PANCREAS: -1.0})
 
 
+def test_the_shipped_class_thresholds_apply_unless_a_request_replaces_them(monkeypatch):
+    monkeypatch.setattr(postprocess_module, "CLASS_THRESHOLD", SHIPPED_CLASS_THRESHOLD)
+    low = min(SHIPPED_CLASS_THRESHOLD, key=SHIPPED_CLASS_THRESHOLD.get)          # a class drawn wider than 0.5
+    assert SHIPPED_CLASS_THRESHOLD[low] < 0.5
+    p = _probs((10, 10, 10), (0, S[2:8, 2:8, 2:8], 0.45))
+    assert np.count_nonzero(postprocess(p, [low], 1.0) == low) == 6 ** 3
+    assert not postprocess(p, [low], 1.0, class_threshold={}).any()
+
+
+def test_a_class_threshold_moves_only_its_own_class():
+    p = _probs((20, 20, 20), (0, S[2:10, 2:10, 2:10], 0.45), (1, S[12:18, 12:18, 12:18], 0.45))
+    plain = postprocess(p, [V.GALL_BLADDER, V.AORTA], 1.0, class_threshold={})
+    assert not plain.any()                                                      # 0.45 is under 0.5 for both
+    out = postprocess(p, [V.GALL_BLADDER, V.AORTA], 1.0, class_threshold={V.GALL_BLADDER: 0.4})
+    assert np.count_nonzero(out == V.GALL_BLADDER) == 8 ** 3 and not (out == V.AORTA).any()
+    with pytest.raises(InvalidInputError, match="thresholds must be probabilities"):
+        postprocess(p, [V.GALL_BLADDER, V.AORTA], 1.0, class_threshold={V.AORTA: 1.0})
+
+
 def test_vessels_keep_every_component_above_the_size():
     p = _probs((30, 30, 30), (0, S[1:6, 1:6, 1:6], 0.9), (0, S[10:15, 10:15, 10:15], 0.9),
                (0, S[25:27, 25:27, 25:27], 0.9))
@@ -308,6 +336,41 @@ def test_unconfident_lesions_are_removed_by_their_peak_probability():
     assert np.count_nonzero(organs == V.LIVER) == 6 ** 3   # its largest component, unconfident or not
     with pytest.raises(InvalidInputError, match="lesion_peak"):
         postprocess(p, [V.LUNG_TUMOR], 1.5, lesion_peak=1.5)
+
+
+def test_lesions_sharing_a_host_take_one_class_per_lesion():
+    classes = [V.KIDNEY_TUMOR, V.KIDNEY_CYST]
+    p = _probs((30, 30, 30), (1, S[8:16, 8:16, 4:12], 0.98),               # a cyst, 8³ voxels ...
+               (0, S[8:16, 8:16, 10:12], 0.9))                              # ... whose rim the model calls tumour
+    p[1][8:16, 8:16, 10:12] = 0.6
+    out = postprocess(p, classes, 1.0, **NOPEAK)
+    assert np.count_nonzero(out == V.KIDNEY_CYST) == 8 ** 3 and not np.any(out == V.KIDNEY_TUMOR)
+    # the vote is per component: a separate tumour elsewhere stays a tumour
+    p[0][20:26, 20:26, 20:26] = 0.99
+    out = postprocess(p, classes, 1.0, **NOPEAK)
+    assert np.count_nonzero(out == V.KIDNEY_TUMOR) == 6 ** 3 and np.count_nonzero(out == V.KIDNEY_CYST) == 8 ** 3
+    # a full tie in votes goes to the higher summed probability
+    q = _probs((10, 10, 10), (0, S[2:8, 2:8, 2:5], 0.9), (1, S[2:8, 2:8, 5:8], 0.95))
+    assert set(np.unique(postprocess(q, classes, 1.0, **NOPEAK))) == {0, V.KIDNEY_CYST}
+    # lesions of different hosts are not grouped
+    assert lesion_groups([V.LIVER_TUMOR, V.KIDNEY_TUMOR, V.HEPATIC_VESSEL_TUMOR, V.KIDNEY_CYST, V.LUNG_TUMOR]) == \
+        [[V.LIVER_TUMOR, V.HEPATIC_VESSEL_TUMOR], [V.KIDNEY_TUMOR, V.KIDNEY_CYST]]
+
+
+def test_lesion_fragments_on_the_scans_grid_go_to_the_label_around_them():
+    labels = np.zeros((12, 20, 20), np.uint8)
+    labels[2:10, 2:18, 2:18] = V.RIGHT_KIDNEY
+    labels[4:8, 4:9, 4:9] = V.KIDNEY_CYST                  # a cyst, 100 voxels of 2 mm³: 200 mm³
+    labels[4, 12, 12] = labels[5, 12, 13] = V.KIDNEY_CYST   # its tip split off inside the kidney: 4 mm³
+    labels[0, 0, 0] = V.KIDNEY_CYST                         # a speck outside it
+    labels[6, 14, 14] = V.LUNG_TUMOR                        # a 2 mm³ nodule fragment (lung minimum 20 mm³)
+    out = absorb_lesion_fragments(labels.copy(), voxel_mm3=2.0)
+    assert np.count_nonzero(out == V.KIDNEY_CYST) == 100
+    assert out[4, 12, 12] == out[5, 12, 13] == V.RIGHT_KIDNEY and out[0, 0, 0] == 0
+    assert out[6, 14, 14] == V.RIGHT_KIDNEY
+    # the request's minimum replaces the class defaults; 0 keeps every fragment
+    assert np.array_equal(absorb_lesion_fragments(labels.copy(), voxel_mm3=2.0, min_lesion_mm3=0), labels)
+    assert not np.any(absorb_lesion_fragments(labels.copy(), voxel_mm3=2.0, min_lesion_mm3=250) == V.KIDNEY_CYST)
 
 
 def test_lungs_are_split_by_the_body_midline_when_both_are_requested():

@@ -8,7 +8,8 @@ false positives directly, so they must not be chosen on the evaluation phantoms
 model has seen). Calibration uses seeds from :data:`VALIDATION_SEEDS` (100–999).
 
 For each validation seed: the phantom (default full-size config, as the evaluation
-uses), the production pipeline's model space, body crop and sliding-window
+uses; ``--lesions`` forces the lesion classes, so a few cases hold many lesions to lose),
+the production pipeline's model space, body crop and sliding-window
 probabilities of every validated class (the weights' in-process PyTorch runner),
 computed once and kept as float16. Then for every (lesion_peak, min_lesion_mm3) of
 the grid, :func:`radmesh.model.pipeline.labels_on_ct_grid` (the pipeline's own
@@ -27,6 +28,12 @@ organ's mean Dice per radius, and the recommended radius of an organ is the one 
 best Dice (ties: the smaller radius, which cuts less). An organ's opening changes its own
 mask only (and, through overlaps, barely its neighbours'), so the radii are chosen per organ
 from uniform sweeps.
+
+``--organ-threshold`` does the same for rule 1's probability threshold of the organs and
+vessels (:data:`radmesh.model.postprocess.CLASS_THRESHOLD`; ``default`` the shipped table):
+one value for every organ and vessel per row, each one's best mean Dice recommended (values
+within 0.005 of it tie, and ties go to the value nearest 0.5, the sigmoid's own decision). Lesions keep theirs: their thresholds are
+the lesion peak and minimum above.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Volume
 from radmesh.model.evaluate import case_metrics, default_weights_path, summarise
-from radmesh.model.postprocess import HOST_ENCLOSURE
+from radmesh.model.postprocess import HOST_ENCLOSURE, THRESHOLD
 from radmesh.phantom.generator import Phantom, PhantomConfig, generate
 
 VALIDATION_SEEDS = range(100, 1000)
@@ -59,6 +66,13 @@ DEFAULT_MIN_LESION_MM3: tuple[float | None, ...] = (None, 20.0, 50.0, 100.0)
 DEFAULT_HOST_ENCLOSURE = (0.0, 0.5, 0.6, 0.7)
 # None: the shipped per-organ radii (radmesh.model.postprocess.ORGAN_OPENING_MM).
 DEFAULT_ORGAN_OPENING_MM: tuple[float | None, ...] = (None,)
+# None: the shipped per-class thresholds (radmesh.model.postprocess.CLASS_THRESHOLD).
+DEFAULT_ORGAN_THRESHOLD: tuple[float | None, ...] = (None,)
+# Mean Dice differences this small are noise on a few validation cases (seeds 100-107: an organ's Dice
+# moves by about this much between neighbouring thresholds): they do not move a threshold off 0.5.
+THRESHOLD_DICE_TOLERANCE = 0.005
+# The per-organ settings a sweep can vary, and the classes each applies to.
+PER_ORGAN_KEYS = {"organ_opening_mm": (vocab.Kind.ORGAN,), "organ_threshold": (vocab.Kind.ORGAN, vocab.Kind.VESSEL)}
 
 
 @dataclass
@@ -100,26 +114,32 @@ def cache_case(seed: int, model, meta: dict, overlap: float, config: PhantomConf
 
 def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[float],
           min_lesion_mm3: Sequence[float | None], host_enclosure: Sequence[float] = (HOST_ENCLOSURE,),
-          organ_opening_mm: Sequence[float | None] = DEFAULT_ORGAN_OPENING_MM) -> list[dict]:
-    """One summary row per (lesion_peak, min_lesion_mm3, host_enclosure, organ_opening_mm); a None minimum
-    is each class's default, a None opening the shipped per-organ radii, a number that radius for every organ."""
+          organ_opening_mm: Sequence[float | None] = DEFAULT_ORGAN_OPENING_MM,
+          organ_threshold: Sequence[float | None] = DEFAULT_ORGAN_THRESHOLD) -> list[dict]:
+    """One summary row per (lesion_peak, min_lesion_mm3, host_enclosure, organ_opening_mm, organ_threshold);
+    a None minimum is each class's default, a None opening or threshold the shipped per-organ table, a number
+    that radius for every organ or that threshold for every organ and vessel."""
     from radmesh.model.pipeline import labels_on_ct_grid
 
     organs = [c for c in classes if vocab.get(c).kind is vocab.Kind.ORGAN]
+    anatomy = [c for c in classes if vocab.get(c).kind in (vocab.Kind.ORGAN, vocab.Kind.VESSEL)]
     rows = []
-    for peak, mm3, share, radius in itertools.product(peaks, min_lesion_mm3, host_enclosure, organ_opening_mm):
+    for peak, mm3, share, radius, thr in itertools.product(peaks, min_lesion_mm3, host_enclosure, organ_opening_mm,
+                                                          organ_threshold):
         per_case = []
         openings = None if radius is None else {c: float(radius) for c in organs}
+        thresholds = None if thr is None else {c: float(thr) for c in anatomy}
         for case in cases:
             labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
                                           case.box, case.body, case.phantom.ct.geometry,
                                           lesion_peak=float(peak), host_enclosure=float(share),
                                           min_lesion_mm3=None if mm3 is None else float(mm3),
-                                          organ_opening_mm=openings)
+                                          organ_opening_mm=openings, class_threshold=thresholds)
             per_case.append(case_metrics(case.phantom.ct, case.phantom.labels, case.phantom.truth, labels))
         s = summarise(per_case)
         rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=None if mm3 is None else float(mm3),
                          host_enclosure=float(share), organ_opening_mm=None if radius is None else float(radius),
+                         organ_threshold=None if thr is None else float(thr),
                          sensitivity=s["lesions"]["sensitivity"],
                          detected=s["lesions"]["detected"],
                          total=s["lesions"]["total"], fp_per_case=s["lesions"]["fp_per_case"],
@@ -131,9 +151,9 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
 
 def recommend(rows: Sequence[dict]) -> dict:
     """The fewest false positives among the rows with the best sensitivity (ties: lower thresholds), among
-    the rows with the shipped organ openings when the sweep has any (the lesion thresholds are chosen
-    for the organ masks that ship)."""
-    shipped = [r for r in rows if r.get("organ_opening_mm") is None]
+    the rows with the shipped organ openings and thresholds when the sweep has any (the lesion thresholds
+    are chosen for the organ masks that ship)."""
+    shipped = [r for r in rows if r.get("organ_opening_mm") is None and r.get("organ_threshold") is None]
     rows = shipped or list(rows)
     best = max(r["sensitivity"] for r in rows)
     top = [r for r in rows if r["sensitivity"] >= best - 1e-12]
@@ -141,38 +161,59 @@ def recommend(rows: Sequence[dict]) -> dict:
                                    r["host_enclosure"]))
 
 
-def recommend_openings(rows: Sequence[dict]) -> dict[str, float]:
-    """Organ name → the uniform opening radius (mm) of the rows with its best mean Dice (ties: the
-    smaller radius); rows with the shipped table (None) are not candidates, and vessels (never
-    opened) are not listed."""
-    uniform = sorted((r for r in rows if r.get("organ_opening_mm") is not None), key=lambda r: r["organ_opening_mm"])
-    best: dict[str, tuple[float, float]] = {}
+def recommend_per_organ(rows: Sequence[dict], key: str, preference, tolerance: float = 0.0) -> dict[str, float]:
+    """Organ (or vessel) name → the uniform value of ``key`` ("organ_opening_mm", "organ_threshold") whose
+    rows give its best mean Dice; values within ``tolerance`` of that Dice tie with it, and ties go to the
+    value ``preference`` ranks lowest. Only rows where ``key`` is a number and every other per-organ key
+    is the shipped table (None) are candidates."""
+    others = [k for k in PER_ORGAN_KEYS if k != key]
+    uniform = [r for r in rows if r.get(key) is not None and all(r.get(k) is None for k in others)]
+    dice: dict[str, list[tuple[float, float]]] = {}
     for r in uniform:
         for name, d in r["organ_dice"].items():
-            if vocab.by_name(name).kind is not vocab.Kind.ORGAN or math.isnan(d):
-                continue
-            if name not in best or d > best[name][1] + 1e-12:      # strictly better: ties keep the smaller radius
-                best[name] = (r["organ_opening_mm"], d)
-    return {name: radius for name, (radius, _) in best.items()}
+            if vocab.by_name(name).kind in PER_ORGAN_KEYS[key] and not math.isnan(d):
+                dice.setdefault(name, []).append((r[key], d))
+    out = {}
+    for name, scores in dice.items():
+        best = max(d for _, d in scores)
+        out[name] = min((v for v, d in scores if d >= best - tolerance - 1e-12), key=preference)
+    return out
 
 
-def opening_label(radius_mm: float | None) -> str:
-    """A row's organ opening as the tables and --organ-opening-mm write it (None: the shipped per-organ table)."""
-    return "default" if radius_mm is None else f"{radius_mm:g}"
+def recommend_openings(rows: Sequence[dict]) -> dict[str, float]:
+    """Organ name → opening radius, mm (ties: the smaller radius, which cuts less; vessels are never opened)."""
+    return recommend_per_organ(rows, "organ_opening_mm", lambda radius: radius)
 
 
-def format_organ_rows(rows: Sequence[dict]) -> str:
-    """Each organ's mean Dice per organ opening radius (the first row of each radius; Dice does not
-    depend on the lesion thresholds except through the lesions' own voxels)."""
-    per_radius: dict[float | None, dict] = {}
+def recommend_thresholds(rows: Sequence[dict]) -> dict[str, float]:
+    """Organ or vessel name → rule 1's threshold: within :data:`THRESHOLD_DICE_TOLERANCE` of the organ's best
+    Dice, the value nearest 0.5 (the sigmoid's own decision; then the lower)."""
+    return recommend_per_organ(rows, "organ_threshold", lambda t: (abs(t - THRESHOLD), t),
+                               tolerance=THRESHOLD_DICE_TOLERANCE)
+
+
+def opening_label(value: float | None) -> str:
+    """A row's per-organ setting (opening radius, threshold) as the tables and the options write it (None: the
+    shipped per-organ table)."""
+    return "default" if value is None else f"{value:g}"
+
+
+def format_organ_rows(rows: Sequence[dict], key: str = "organ_opening_mm") -> str:
+    """Each organ's mean Dice per value of the per-organ setting ``key`` (the first row of each value among
+    those with the other per-organ settings shipped; Dice does not depend on the lesion thresholds except
+    through the lesions' own voxels)."""
+    others = [k for k in PER_ORGAN_KEYS if k != key]
+    per_value: dict[float | None, dict] = {}
     for r in rows:
-        per_radius.setdefault(r.get("organ_opening_mm"), r)
-    radii = list(per_radius)
-    names = list(next(iter(per_radius.values()))["organ_dice"]) if per_radius else []
-    lines = ["| organ | " + " | ".join(f"opening {opening_label(v)}" for v in radii) + " |",
-             "| --- |" + " ---: |" * len(radii)]
+        if all(r.get(k) is None for k in others):
+            per_value.setdefault(r.get(key), r)
+    values = list(per_value)
+    names = list(next(iter(per_value.values()))["organ_dice"]) if per_value else []
+    word = "opening" if key == "organ_opening_mm" else "threshold"
+    lines = ["| organ | " + " | ".join(f"{word} {opening_label(v)}" for v in values) + " |",
+             "| --- |" + " ---: |" * len(values)]
     for name in names:
-        lines.append(f"| {name} | " + " | ".join(f"{per_radius[v]['organ_dice'][name]:.3f}" for v in radii) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{per_value[v]['organ_dice'].get(name, math.nan):.3f}" for v in values) + " |")
     return "\n".join(lines)
 
 
@@ -185,12 +226,12 @@ def format_rows(rows: Sequence[dict]) -> str:
     def num(v, fmt):
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    lines = ["| lesion_peak | min_lesion_mm3 | host_enclosure | organ opening (mm) | sensitivity | FP / case "
-             "| median diameter error (mm) | mean organ Dice |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| lesion_peak | min_lesion_mm3 | host_enclosure | organ opening (mm) | organ threshold | sensitivity "
+             "| FP / case | median diameter error (mm) | mean organ Dice |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['lesion_peak']:.2f} | {mm3_label(r['min_lesion_mm3'])} | {r['host_enclosure']:.2f} "
-                     f"| {opening_label(r.get('organ_opening_mm'))} "
+                     f"| {opening_label(r.get('organ_opening_mm'))} | {opening_label(r.get('organ_threshold'))} "
                      f"| {num(r['sensitivity'], '.3f')} "
                      f"({r['detected']}/{r['total']}) | {num(r['fp_per_case'], '.2f')} | "
                      f"{num(r['median_diameter_error_mm'], '.2f')} | {num(r['mean_organ_dice'], '.3f')} |")
@@ -211,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="shares of a lesion's surrounding ring that must be its host (0 = rule off)")
     ap.add_argument("--organ-opening-mm", default=",".join(opening_label(v) for v in DEFAULT_ORGAN_OPENING_MM),
                     help="organ opening radii, mm, each for every organ; 'default' = the shipped per-organ table")
+    ap.add_argument("--organ-threshold", default=",".join(opening_label(v) for v in DEFAULT_ORGAN_THRESHOLD),
+                    help="rule 1 thresholds, each for every organ and vessel; 'default' = the shipped per-class table")
+    ap.add_argument("--lesions", default=None,
+                    help="lesion classes every phantom must contain, e.g. 28,27,26,32,30,30 (a class n times: "
+                         "n lesions); default: the generator's random presence")
     ap.add_argument("--json", default=None, help="write the rows and the recommendation here")
     a = ap.parse_args(argv)
     try:
@@ -223,22 +269,35 @@ def main(argv: list[str] | None = None) -> int:
         radii = [None if v.strip() == "default" else float(v) for v in a.organ_opening_mm.split(",")]
         if not all(v is None or (math.isfinite(v) and v >= 0) for v in radii):
             raise ValueError(f"organ opening radii must be millimetres >= 0, got {a.organ_opening_mm}")
+        organ_thresholds = [None if v.strip() == "default" else float(v) for v in a.organ_threshold.split(",")]
+        if not all(v is None or 0.0 <= v < 1.0 for v in organ_thresholds):
+            raise ValueError(f"organ thresholds must be probabilities in [0, 1), got {a.organ_threshold}")
+        config = None
+        if a.lesions is not None:
+            if not all(v.strip().isdigit() for v in a.lesions.split(",")):
+                raise ValueError(f"lesions must be vocabulary indices such as 28,27,26, got {a.lesions!r}")
+            config = PhantomConfig(lesions=tuple(int(v) for v in a.lesions.split(",")))
+            config.validate()
     except (InvalidInputError, ValueError) as e:
         raise SystemExit(f"radmesh calibrate: {e}") from None
     model, meta = load_weights(a.weights or default_weights_path())
     t0 = time.perf_counter()
     cases = []
     for seed in seeds:
-        cases.append(cache_case(seed, model, meta, a.overlap))
+        cases.append(cache_case(seed, model, meta, a.overlap, config))
         print(f"seed {seed}: probabilities {cases[-1].probabilities.shape} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares, radii)
+    rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares, radii, organ_thresholds)
     print(format_rows(rows))
-    openings = None
+    openings = thresholds = None
     if len(radii) > 1:
-        print(format_organ_rows(rows))
+        print(format_organ_rows(rows, "organ_opening_mm"))
         openings = recommend_openings(rows)
         print("recommended organ openings (mm): " + ", ".join(f"{n} {v:g}" for n, v in openings.items()))
+    if len(organ_thresholds) > 1:
+        print(format_organ_rows(rows, "organ_threshold"))
+        thresholds = recommend_thresholds(rows)
+        print("recommended organ thresholds: " + ", ".join(f"{n} {v:g}" for n, v in thresholds.items()))
     rec = recommend(rows)
     print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {mm3_label(rec['min_lesion_mm3'])}, "
           f"host_enclosure {rec['host_enclosure']:g} "
@@ -246,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump(dict(seeds=seeds, weights=str(a.weights or default_weights_path()), overlap=a.overlap,
-                           rows=rows, recommended=rec, recommended_organ_opening_mm=openings,
+                           lesions=None if config is None else list(config.lesions), rows=rows, recommended=rec,
+                           recommended_organ_opening_mm=openings, recommended_organ_threshold=thresholds,
                            model_version=meta.get("model_version"), pid=os.getpid()), f, indent=1)
     return 0
 

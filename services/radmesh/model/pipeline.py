@@ -46,7 +46,7 @@ import torch
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.volume import Geometry, Volume
-from radmesh.model.postprocess import LESION_PEAK, postprocess
+from radmesh.model.postprocess import LESION_PEAK, absorb_lesion_fragments, postprocess
 from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM, body_crop, body_on_grid, from_model_space, \
     to_model_space
 
@@ -354,14 +354,17 @@ def labels_on_ct_grid(probs: np.ndarray, classes: Sequence[int], model_image: Vo
                       body: np.ndarray, ct_geometry: Geometry, **postprocess_kwargs: Any) -> tuple[Volume, float]:
     """(K, z, y, x) probabilities on the body crop ``box`` of ``model_image`` → (uint8 label map on
     ``ct_geometry``, perf_counter time when post-processing ended). ``body``: the body mask on the
-    crop (:func:`~radmesh.model.preprocess.body_crop`); keywords go to :func:`postprocess`."""
+    crop (:func:`~radmesh.model.preprocess.body_crop`); keywords go to :func:`postprocess`. Lesion
+    fragments that the resampling splits off are absorbed on the CT's grid
+    (:func:`~radmesh.model.postprocess.absorb_lesion_fragments`, with the request's ``min_lesion_mm3``)."""
     spacing_mm = float(model_image.geometry.spacing_xyz_mm[0])
     labels = np.zeros(model_image.array.shape, dtype=np.uint8)
     labels[box] = postprocess(probs, classes, spacing_mm, body_mask=body, image=model_image.array[box],
                               **postprocess_kwargs)
     t_post = time.perf_counter()
-    out = from_model_space(Volume(labels, model_image.geometry), ct_geometry)
-    return Volume(out.array.astype(np.uint8, copy=False), ct_geometry), t_post
+    out = from_model_space(Volume(labels, model_image.geometry), ct_geometry).array.astype(np.uint8, copy=False)
+    absorb_lesion_fragments(out, ct_geometry.voxel_volume_mm3, postprocess_kwargs.get("min_lesion_mm3"))
+    return Volume(out, ct_geometry), t_post
 
 
 def segment_volume(ct: Volume, model: torch.nn.Module | None = None, meta: Mapping[str, Any] | None = None, *,

@@ -6,7 +6,8 @@ turns (K, Z, Y, X) probabilities on the model's grid into one uint8 label map of
 vocabulary indices (0 background) with these rules, applied in this order:
 
 1. **Threshold, inside the body.** A class claims a voxel where its probability is >
-   ``threshold`` (0.5) and the voxel is inside ``body_mask`` when one is given (the
+   its threshold (``class_threshold``, :data:`CLASS_THRESHOLD` by default, for the organs
+   and vessels calibrated on validation phantoms; every other class ``threshold``, 0.5) and the voxel is inside ``body_mask`` when one is given (the
    body with the air it surrounds, :func:`radmesh.model.preprocess.body_on_grid`: the air
    around the patient looks like lung and bowel gas to a window that sees little
    else, and without this rule a sheet of outside air can be the largest "lung"
@@ -48,7 +49,14 @@ vocabulary indices (0 background) with these rules, applied in this order:
 4. **Vessels:** components of at least ``min_vessel_mm3`` are kept (vessels are
    legitimately cut into several pieces by a scan's field of view or by branching;
    specks are noise).
-5. **Lesions inside their host.** A lesion class whose host organs (vocabulary
+5. **One lesion, one class; lesions inside their host.** Lesion classes that share a host
+   organ (kidney tumour and kidney cyst; liver tumour and hepatic vessel tumour) compete
+   lesion by lesion, not voxel by voxel: each 26-connected component of their union takes
+   the class that most of its voxels rank first (ties: the higher summed probability,
+   then the class requested first). Voxel by voxel, a cyst whose rim the model half
+   calls tumour would come out as a cyst and one or more small "tumours" beside it,
+   each a false lesion in the report; a radiologist gives one lesion one diagnosis.
+   A lesion class whose host organs (vocabulary
    ``host``) were requested keeps only voxels inside the union of those hosts'
    masks (after rules 2–4) dilated by ``host_dilation_mm`` (a tumour may bulge out
    of its organ), and only components that lie *in* the host: at least ``host_enclosure``
@@ -73,6 +81,13 @@ vocabulary indices (0 background) with these rules, applied in this order:
    lesion wins whatever the probabilities (the label-map convention: lesion labels
    override their host organ). Any other conflict goes to the class with the highest
    probability (ties: the class requested first).
+
+**On the scan's grid.** The label map goes back to the CT's grid by nearest neighbour
+(:func:`radmesh.model.pipeline.labels_on_ct_grid`). On thick or oblique slices that can
+split a lesion's tip off into a fragment of a few voxels, which a report would count as
+another lesion. :func:`absorb_lesion_fragments` gives each lesion component there smaller
+than the lesion minimum (rule 6's, the same request value) to the label most of its
+non-lesion neighbours carry: its host organ, or the background.
 
 Arrays are (z, y, x) on an isotropic or anisotropic grid with ``spacing_zyx_mm``;
 the x index must increase towards the patient's left (the canonical LPS grid of
@@ -114,6 +129,14 @@ ORGAN_OPENING_MM: dict[int, float] = {
     vocab.SPLEEN: 3.0, vocab.RIGHT_KIDNEY: 3.0, vocab.LEFT_KIDNEY: 3.0, vocab.LIVER: 4.5, vocab.PANCREAS: 4.5,
     vocab.STOMACH: 9.0,   # the stomach with its lumen is the thickest organ; bowel joins it over wide necks
 }
+# Per organ or vessel (vocabulary index → probability): the threshold of rule 1 where it is not
+# THRESHOLD. Chosen by `python -m radmesh.model.calibrate --organ-threshold` on validation phantoms
+# 100-107 for radmesh-unet-phantom-6 (docs/model_card.md): this model draws the vessels and the liver
+# too wide and the spleen, gall bladder and stomach too narrow.
+CLASS_THRESHOLD: dict[int, float] = {
+    vocab.SPLEEN: 0.3, vocab.GALL_BLADDER: 0.2, vocab.STOMACH: 0.2, vocab.LIVER: 0.8,
+    vocab.AORTA: 0.9, vocab.POSTCAVA: 0.9,
+}
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
@@ -124,7 +147,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 min_vessel_mm3: float = MIN_VESSEL_MM3, host_dilation_mm: float = HOST_DILATION_MM,
                 body_mask: np.ndarray | None = None, image: np.ndarray | None = None,
                 host_enclosure: float = HOST_ENCLOSURE,
-                organ_opening_mm: Mapping[int, float] | None = None) -> np.ndarray:
+                organ_opening_mm: Mapping[int, float] | None = None,
+                class_threshold: Mapping[int, float] | None = None) -> np.ndarray:
     """(K, Z, Y, X) probabilities in [0, 1] of ``class_indices`` (K vocabulary indices, request
     order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
 
@@ -132,7 +156,9 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     optional: the patient's body, for the midline that splits left/right pairs; ``image`` (Z, Y, X),
     optional: the windowed model input on the same grid (:func:`radmesh.model.preprocess.window`), for
     the air rules; ``organ_opening_mm``: organ index → opening radius in mm for rule 3 (None: the
-    shipped :data:`ORGAN_OPENING_MM`; organs it does not list get none). ``probabilities`` is not modified.
+    shipped :data:`ORGAN_OPENING_MM`; organs it does not list get none); ``class_threshold``: class index →
+    rule 1's threshold (None: the shipped :data:`CLASS_THRESHOLD`; classes it does not list get
+    ``threshold``). ``probabilities`` is not modified.
     """
     classes = [int(c) for c in class_indices]
     probs = np.asarray(probabilities)
@@ -151,6 +177,12 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     bad = {c: r for c, r in openings.items() if not (math.isfinite(float(r)) and float(r) >= 0)}
     if bad:
         raise InvalidInputError(f"organ opening radii must be finite millimetres ≥ 0, got {bad}")
+    thresholds = {c: float(threshold) for c in classes}
+    thresholds.update({int(c): float(t) for c, t in
+                       (CLASS_THRESHOLD if class_threshold is None else class_threshold).items() if int(c) in thresholds})
+    bad = {c: t for c, t in thresholds.items() if not 0.0 <= t < 1.0}
+    if bad:
+        raise InvalidInputError(f"thresholds must be probabilities in [0, 1), got {bad}")
     spacing = _spacing3(spacing_zyx_mm)
     voxel_mm3 = float(np.prod(spacing))
     shape = probs.shape[1:]
@@ -163,7 +195,7 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     air = (np.asarray(image) <= 0.0) & body_mask if image is not None and has_body else None
 
     # 1. threshold. Masks and probabilities are kept per class; a left/right split replaces both.
-    masks = {c: probs[i] > threshold for i, c in enumerate(classes)}
+    masks = {c: probs[i] > thresholds[c] for i, c in enumerate(classes)}
     if has_body:
         masks = {c: m & body_mask for c, m in masks.items()}
     prob = {c: probs[i] for i, c in enumerate(classes)}
@@ -190,7 +222,10 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     if air is not None:
         fill_enclosed_air(masks, [c for c in classes if vocab.get(c).kind is vocab.Kind.ORGAN], air)
 
-    # 5. lesions inside their dilated host; 6. small or unconfident lesions removed.
+    # 5. one class per lesion among classes sharing a host; lesions inside their dilated host;
+    # 6. small or unconfident lesions removed.
+    for group in lesion_groups(classes):
+        vote_lesion_class(masks, prob, group)
     for c in classes:
         if not vocab.get(c).is_lesion:
             continue
@@ -204,11 +239,35 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 masks[c] = remove_unenclosed_components(masks[c], host, spacing, share=host_enclosure)
         smallest_mm3 = default_min_lesion_mm3(c) if min_lesion_mm3 is None else float(min_lesion_mm3)
         masks[c] = remove_small_components(masks[c], min_voxels=smallest_mm3 / voxel_mm3)
-        if lesion_peak > threshold:
+        if lesion_peak > thresholds[c]:
             masks[c] = remove_unconfident_components(masks[c], prob[c], lesion_peak)
 
     # 7. overlaps.
     return resolve_overlaps(classes, masks, prob)
+
+
+def absorb_lesion_fragments(labels: np.ndarray, voxel_mm3: float, min_lesion_mm3: float | None = None) -> np.ndarray:
+    """``labels`` (a uint8 label map, modified in place and returned) with each 26-connected lesion
+    component smaller than its class's minimum (``min_lesion_mm3``, None: :func:`default_min_lesion_mm3`)
+    relabelled as the most common non-lesion label among the voxels touching it (ties: the lower index)."""
+    lesion_labels = np.array(vocab.LESION_INDICES)
+    for c in (int(v) for v in np.unique(labels) if int(v) in vocab.LESION_INDICES):
+        smallest_mm3 = default_min_lesion_mm3(c) if min_lesion_mm3 is None else float(min_lesion_mm3)
+        if smallest_mm3 / voxel_mm3 <= 1:
+            continue
+        box = _box(labels == c, pad=(1, 1, 1), shape=labels.shape)
+        view = labels[box]
+        comps, n = ndimage.label(view == c, structure=STRUCT26)
+        sizes = np.bincount(comps.ravel(), minlength=n + 1)
+        for j, sl in enumerate(ndimage.find_objects(comps), start=1):
+            if sizes[j] * voxel_mm3 >= smallest_mm3:
+                continue
+            grown = tuple(slice(max(0, a.start - 1), a.stop + 1) for a in sl)
+            piece = comps[grown] == j
+            touching = view[grown][ndimage.binary_dilation(piece, STRUCT26) & ~piece]
+            touching = touching[~np.isin(touching, lesion_labels)]
+            view[grown][piece] = int(np.argmax(np.bincount(touching))) if touching.size else 0
+    return labels
 
 
 def default_min_lesion_mm3(lesion: int) -> float:
@@ -227,6 +286,45 @@ def host_region(lesion: int, requested: Sequence[int]) -> tuple[int, ...]:
         if other is not None and other in hosts and (h in requested) != (other in requested):
             return ()
     return present
+
+
+def lesion_groups(classes: Sequence[int]) -> list[list[int]]:
+    """The requested lesion classes in groups that share a host organ (transitively), request order;
+    only groups of two or more (rule 5's vote)."""
+    groups: list[list[int]] = []
+    for c in (c for c in classes if vocab.get(c).is_lesion):
+        hosts = set(vocab.get(c).host)
+        joined = [g for g in groups if any(hosts & set(vocab.get(o).host) for o in g)]
+        merged = [o for g in joined for o in g] + [c]
+        groups = [g for g in groups if g not in joined] + [sorted(merged, key=list(classes).index)]
+    return [g for g in groups if len(g) > 1]
+
+
+def vote_lesion_class(masks: dict[int, np.ndarray], prob: dict[int, np.ndarray], group: Sequence[int]) -> None:
+    """Rule 5's vote, in place: each 26-connected component of the union of ``group``'s masks goes
+    whole to the class that most of its voxels rank first among ``group`` (ties: the higher summed
+    probability over the component, then the earlier class in ``group``)."""
+    union = np.zeros_like(masks[group[0]])
+    for c in group:
+        union |= masks[c]
+    box = _box(union)
+    if box is None:
+        return
+    comps, n = ndimage.label(union[box], structure=STRUCT26)
+    stacked = np.stack([prob[c][box] for c in group])
+    first = np.argmax(stacked, axis=0)
+    inside = comps > 0
+    votes = np.stack([np.bincount(comps[inside & (first == k)], minlength=n + 1) for k in range(len(group))])
+    mass = np.stack([np.bincount(comps[inside], weights=stacked[k][inside], minlength=n + 1)
+                     for k in range(len(group))])
+    # A component's summed probability is below its size + 1, so it only breaks ties between vote
+    # counts; argmax keeps the earlier class on a full tie.
+    sizes = np.bincount(comps[inside], minlength=n + 1)
+    winner = np.argmax(votes + mass / (sizes + 1.0), axis=0)
+    for k, c in enumerate(group):
+        m = np.zeros_like(union)
+        m[box] = inside & (winner[comps] == k)
+        masks[c] = m
 
 
 def resolve_overlaps(classes: Sequence[int], masks: dict[int, np.ndarray],
