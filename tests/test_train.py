@@ -190,15 +190,22 @@ SHIPPED = Path(__file__).resolve().parents[1] / "model_weights" / train.WEIGHTS_
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped weights")
-def test_evaluate_one_small_phantom_with_shipped_weights():
+def test_evaluate_one_small_phantom_with_shipped_weights(tmp_path):
+    import json
+
     from radmesh.model.evaluate import evaluate
 
     _, meta = train.load_weights(SHIPPED)
     assert SHIPPED.stat().st_size <= train.MAX_WEIGHTS_BYTES
     assert meta["classes"] == list(data.PHANTOM_CLASSES)
+    cases_file = tmp_path / "cases.jsonl"
+    cases_file.write_text('{"seed": "from an earlier run"}\n')
     res = evaluate(SHIPPED, seeds=[3], config=SMALL_PHANTOM, progress=False, print_table=False,
-                   segmenter="reference")
+                   segmenter="reference", cases_jsonl=cases_file)
     assert len(res["cases"]) == 1 and res["organs"]
+    # the per-case file holds this run only
+    lines = [json.loads(line) for line in cases_file.read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["seed"] == res["cases"][0]["seed"]
     assert all(0.0 <= r["mean"] <= 1.0 for r in res["organs"].values())
     assert set(res["quality_bars"]) == {"mean_organ_dice", "min_organ_dice", "lesion_sensitivity", "fp_per_case",
                                         "median_diameter_error_mm"}

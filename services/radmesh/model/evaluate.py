@@ -289,9 +289,11 @@ def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DE
     on held-out phantoms ``seeds`` (generated with ``config``, default full-size).
 
     ``segmenter``: "auto" (the production pipeline when present, else the reference path),
-    "pipeline" or "reference". ``cases_jsonl``: append each case's metrics there as it
-    completes (one JSON line per case). ``lesion_peak``: the pipeline's post-processing
-    threshold on a lesion component's peak probability (default: the pipeline's own).
+    "pipeline" or "reference". ``cases_jsonl``: this run's per-case metrics, one JSON line
+    written as each case completes (so a run stopped part-way keeps what it finished); an
+    existing file is replaced, so the file never mixes runs. ``lesion_peak``: the
+    pipeline's post-processing threshold on a lesion component's peak probability
+    (default: the pipeline's own).
     Returns the summary dict (see module docstring).
     """
     from tqdm import tqdm
@@ -311,6 +313,8 @@ def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DE
     used = "pipeline" if pipe is not None else "reference"
     t0 = time.perf_counter()
     cases = []
+    if cases_jsonl is not None:
+        Path(cases_jsonl).write_text("", encoding="utf-8")
     for seed in tqdm(seeds, desc="evaluate", disable=not progress, unit="case"):
         ph = generate(seed, config or PhantomConfig())
         if pipe is not None:
@@ -322,7 +326,7 @@ def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DE
         if cases_jsonl is not None:
             import json
 
-            with open(cases_jsonl, "a", encoding="utf-8") as f:
+            with open(cases_jsonl, "a", encoding="utf-8") as f:  # reopened per case: each line is on disk once written
                 f.write(json.dumps(dict(cases[-1], wall_s=round(time.perf_counter() - t0, 1)),
                                    default=_json_default) + "\n")
     result = summarise(cases, min_diameter_mm)

@@ -7,7 +7,8 @@ vocabulary indices (0 background) with these rules, applied in this order:
 
 1. **Threshold, inside the body.** A class claims a voxel where its probability is >
    its threshold (``class_threshold``, :data:`CLASS_THRESHOLD` by default, for the organs
-   and vessels calibrated on validation phantoms; every other class ``threshold``, 0.5) and the voxel is inside ``body_mask`` when one is given (the
+   and vessels calibrated on validation phantoms; every other class ``threshold``, 0.5)
+   and the voxel is inside ``body_mask`` when one is given (the
    body with the air it surrounds, :func:`radmesh.model.preprocess.body_on_grid`: the air
    around the patient looks like lung and bowel gas to a window that sees little
    else, and without this rule a sheet of outside air can be the largest "lung"
@@ -131,10 +132,10 @@ ORGAN_OPENING_MM: dict[int, float] = {
 }
 # Per organ or vessel (vocabulary index → probability): the threshold of rule 1 where it is not
 # THRESHOLD. Chosen by `python -m radmesh.model.calibrate --organ-threshold` on validation phantoms
-# 100-107 for radmesh-unet-phantom-6 (docs/model_card.md): this model draws the vessels and the liver
+# 100-115 for radmesh-unet-phantom-6 (docs/model_card.md): this model draws the vessels and the liver
 # too wide and the spleen, gall bladder and stomach too narrow.
 CLASS_THRESHOLD: dict[int, float] = {
-    vocab.SPLEEN: 0.3, vocab.GALL_BLADDER: 0.2, vocab.STOMACH: 0.2, vocab.LIVER: 0.8,
+    vocab.SPLEEN: 0.2, vocab.GALL_BLADDER: 0.3, vocab.STOMACH: 0.2, vocab.LIVER: 0.8,
     vocab.AORTA: 0.9, vocab.POSTCAVA: 0.9,
 }
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
