@@ -24,7 +24,8 @@ paths read. Both are timed from reading that file to a label map on its grid.
   volume with the PyTorch model in eager mode (windows transposed to the model's
   (z, y, x) convention); sigmoid; back to the CT's grid with ``Invertd``
   (nearest). Both paths turn probabilities into labels with the same
-  :func:`radmesh.model.postprocess.postprocess`, so the Dice compares inference paths.
+  :func:`radmesh.model.postprocess.postprocess` and the weights' calibration
+  (:mod:`radmesh.model.calibration`), so the Dice compares inference paths.
 
 radmesh runs twice: as shipped (body crop), and with ``crop_to_body=False``, whose
 96³ windows are exactly the reference's (``--crop-only`` skips that run). The two
@@ -63,6 +64,7 @@ import torch
 from radmesh.common import vocabulary as V
 from radmesh.common.imageio import read_volume, write_volume
 from radmesh.model.network import build_model
+from radmesh.model.calibration import UNCALIBRATED, Calibration
 from radmesh.model.postprocess import postprocess
 from radmesh.model.preprocess import HU_WINDOW, MODEL_SPACING_MM, body_mask
 from radmesh.phantom.generator import PhantomConfig, generate
@@ -74,9 +76,9 @@ LESIONS = (V.KIDNEY_TUMOR, V.LIVER_TUMOR, V.LIVER_TUMOR, V.PANCREAS_TUMOR, V.LUN
 
 
 def load_model(weights: Path | None, seed: int) -> tuple[torch.nn.Module, dict[int, np.ndarray], str, float,
-                                                         tuple[int, ...]]:
+                                                         tuple[int, ...], Calibration]:
     """(model, class table for all 32 classes, description, spacing_mm, classes the weights are validated
-    on: none for the random model)."""
+    on (none for the random model), the weights' post-processing calibration)."""
     from radmesh.text.encoders import get_encoder
 
     minilm = get_encoder("minilm").encode_classes([c.index for c in V.CLASSES])
@@ -90,15 +92,16 @@ def load_model(weights: Path | None, seed: int) -> tuple[torch.nn.Module, dict[i
         table.update(own)
         what = (f"weights {weights} ({meta.get('model_version')}; validated on {len(own)} classes, "
                 f"MiniLM embeddings for the other {V.NUM_CLASSES - len(own)})")
-        return model.eval(), table, what, float(meta.get("spacing_mm", MODEL_SPACING_MM)), tuple(sorted(own))
+        return (model.eval(), table, what, float(meta.get("spacing_mm", MODEL_SPACING_MM)), tuple(sorted(own)),
+                meta["calibration"])
     torch.manual_seed(seed)
     model = build_model("unet_compact", embed_dim=minilm.shape[1]).eval()
     return model, table, f"seeded random unet_compact (torch.manual_seed({seed}); no weights file found)", \
-        MODEL_SPACING_MM, ()
+        MODEL_SPACING_MM, (), UNCALIBRATED
 
 
 def reference_segment(ct_path: Path, model: torch.nn.Module, embedding: np.ndarray, classes: list[int],
-                      spacing_mm: float) -> tuple[np.ndarray, int]:
+                      spacing_mm: float, calibration: Calibration) -> tuple[np.ndarray, int]:
     """The MONAI + PyTorch path → (label map (z, y, x) on the file's grid, windows run)."""
     from monai.data import MetaTensor
     from monai.inferers import sliding_window_inference
@@ -132,7 +135,8 @@ def reference_segment(ct_path: Path, model: torch.nn.Module, embedding: np.ndarr
     windowed = image[0].as_tensor().permute(2, 1, 0).numpy()
     # the body with the air it encloses, as the pipeline's (found on this canonical grid, which
     # for this axis-aligned phantom is the scan's own); the image for the air rules
-    labels_zyx = postprocess(probs, classes, spacing_mm, body_mask=body_mask(windowed), image=windowed)
+    labels_zyx = postprocess(probs, classes, spacing_mm, body_mask=body_mask(windowed), image=windowed,
+                             **calibration.postprocess_kwargs())
     del probs, logits
     pred = MetaTensor(torch.from_numpy(np.ascontiguousarray(labels_zyx.transpose(2, 1, 0))[None].astype(np.float32)),
                       affine=image.affine, meta=dict(image.meta))
@@ -225,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     from radmesh.model.pipeline import class_embeddings, segment
 
     torch.set_num_threads(args.threads)
-    model, table, what, spacing, validated = load_model(args.weights, seed=0)
+    model, table, what, spacing, validated, calibration = load_model(args.weights, seed=0)
     embedding = class_embeddings(classes, table)
-    print(f"model: {what}")
+    print(f"model: {what}; post-processing calibration: {calibration.name or 'none'}")
     print(f"threads: {args.threads}; classes: {len(classes)}; model spacing {spacing} mm")
 
     with tempfile.TemporaryDirectory(prefix="bench-seg-") as tmp:
@@ -251,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         # --- radmesh
         t, c = time.perf_counter(), time.process_time()
         ct = read_volume(ct_path)
-        res = segment(ct, classes, runner, table, spacing_mm=spacing, overlap=0.5, sw_batch_size=args.sw_batch_size)
+        res = segment(ct, classes, runner, table, spacing_mm=spacing, overlap=0.5, sw_batch_size=args.sw_batch_size,
+                      calibration=calibration)
         ours_wall, ours_cpu = time.perf_counter() - t, time.process_time() - c
         ours = res.labels.array
         tm = res.timings_s
@@ -264,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.crop_only:
             t, c = time.perf_counter(), time.process_time()
             res_u = segment(read_volume(ct_path), classes, runner, table, spacing_mm=spacing, overlap=0.5,
+                            calibration=calibration,
                             sw_batch_size=args.sw_batch_size, crop_to_body=False)
             u_wall, u_cpu = time.perf_counter() - t, time.process_time() - c
             uncropped = res_u.labels.array
@@ -273,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         # --- reference
         if not args.skip_reference:
             t, c = time.perf_counter(), time.process_time()
-            ref, ref_windows = reference_segment(ct_path, model, embedding, classes, spacing)
+            ref, ref_windows = reference_segment(ct_path, model, embedding, classes, spacing, calibration)
             ref_wall, ref_cpu = time.perf_counter() - t, time.process_time() - c
             print(f"reference (MONAI transforms + sliding_window_inference, PyTorch eager, batch 1): "
                   f"{ref_wall:7.1f} s wall, {ref_cpu:7.1f} s CPU; {ref_windows} windows "

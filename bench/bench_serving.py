@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def in_process():
                 return segment(ct, classes, runner, table, spacing_mm=model_spacing,
-                               validated_classes=meta["classes"]).labels
+                               validated_classes=meta["classes"], calibration=meta["calibration"]).labels
 
             def served():
                 return segment_remote(target, ct, classes=classes, fast=args.fast, timeout_s=3600)[0]

@@ -16,7 +16,6 @@ from scipy import ndimage
 
 from radmesh.common import vocabulary as V
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
-from radmesh.model import postprocess as postprocess_module
 from radmesh.model.postprocess import absorb_lesion_fragments, lesion_groups, midline, postprocess
 from radmesh.model.preprocess import FAST_SPACING_MM, HU_WINDOW, to_model_space
 from radmesh.model.pipeline import (check_classes, class_embeddings, class_table_from_meta, segment, window_count)
@@ -25,14 +24,6 @@ from radmesh.phantom.generator import PhantomConfig, generate
 E = 16
 TABLE = np.random.default_rng(0).standard_normal((V.NUM_CLASSES, E)).astype(np.float32)
 BRIGHT_HU = 100.0     # contrast-enhanced organs, vessels and bone
-SHIPPED_CLASS_THRESHOLD = dict(postprocess_module.CLASS_THRESHOLD)
-
-
-@pytest.fixture(autouse=True)
-def one_half_for_every_class(monkeypatch):
-    """Rule 1 at 0.5 for every class: the stand-in probabilities here put their boundaries at 0.5, and the
-    shipped per-class thresholds are the reference weights' calibration, not the rules under test."""
-    monkeypatch.setattr(postprocess_module, "CLASS_THRESHOLD", {})
 
 
 class ThresholdRunner:
@@ -234,15 +225,6 @@ def test_an_organ_opening_cuts_a_look_alike_joined_through_a_narrow_neck():
     assert np.count_nonzero(postprocess(thin, [V.PANCREAS], 1.0, organ_opening_mm={V.PANCREAS: 3.0})) == 2 * 16 * 16
     with pytest.raises(InvalidInputError, match="organ opening"):
         postprocess(p, [V.PANCREAS], 1.0, organ_opening_mm={V.PANCREAS: -1.0})
-
-
-def test_the_shipped_class_thresholds_apply_unless_a_request_replaces_them(monkeypatch):
-    monkeypatch.setattr(postprocess_module, "CLASS_THRESHOLD", SHIPPED_CLASS_THRESHOLD)
-    low = min(SHIPPED_CLASS_THRESHOLD, key=SHIPPED_CLASS_THRESHOLD.get)          # a class drawn wider than 0.5
-    assert SHIPPED_CLASS_THRESHOLD[low] < 0.5
-    p = _probs((10, 10, 10), (0, S[2:8, 2:8, 2:8], 0.45))
-    assert np.count_nonzero(postprocess(p, [low], 1.0) == low) == 6 ** 3
-    assert not postprocess(p, [low], 1.0, class_threshold={}).any()
 
 
 def test_a_class_threshold_moves_only_its_own_class():

@@ -48,6 +48,8 @@ def test_segment_from_a_prompt_writes_labels_on_the_ct_grid(case, env, tmp_path)
     assert [(c["class_index"], c["host_only"]) for c in summary["classes"]] == [(6, False), (28, False), (11, True)]
     assert summary["intent"]["targets"][0]["class_index"] in (6, 28)
     assert summary["model"]["runtime"] == "onnxruntime"
+    # the shipped weights' own post-processing values were applied
+    assert summary["model"]["postprocess_calibration"] == "radmesh_unet_phantom.calibration.json"
 
 
 def test_segment_refusals_are_one_line(case, env, tmp_path):

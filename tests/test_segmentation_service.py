@@ -248,6 +248,7 @@ def test_cli_server_writes_what_the_in_process_command_writes(case, reference, s
     assert served["classes"] == ref_summary["classes"] and served["intent"] == ref_summary["intent"]
     assert served["windows"] == ref_summary["windows"] and served["spacing_mm"] == ref_summary["spacing_mm"]
     assert served["model"]["model_version"] == ref_summary["model"]["model_version"]
+    assert served["model"]["postprocess_calibration"] == ref_summary["model"]["postprocess_calibration"] != ""
 
     r = subprocess.run([sys.executable, "-m", "radmesh.cli", "segment", "--ct", str(paths["ct"]), "--classes", "colon",
                         "--out", str(tmp_path / "x"), "--server", segmentation_service.target],

@@ -1,8 +1,8 @@
 """Choosing the lesion post-processing thresholds on validation phantoms: ``python -m radmesh.model.calibrate``.
 
 The thresholds that decide which predicted lesion components survive post-processing
-(:data:`radmesh.model.postprocess.LESION_PEAK`, the minimum peak probability of a
-component, and the minimum lesion volume) change the evaluation's sensitivity and
+(the weights' ``lesion_peak``, :mod:`radmesh.model.calibration`, the minimum peak
+probability of a component, and the minimum lesion volume) change the evaluation's sensitivity and
 false positives directly, so they must not be chosen on the evaluation phantoms
 (seeds 0–19; 0–99 are reserved) and not on training phantoms (seeds ≥ 1000, which the
 model has seen). Calibration uses seeds from :data:`VALIDATION_SEEDS` (100–999).
@@ -21,19 +21,23 @@ those whose lesion sensitivity is the best of the grid (ties: the lower threshol
 which cut less). The table, not the recommendation, is the output to read: with a few
 validation cases a difference of one lesion is a large step.
 
-``--organ-opening-mm`` sweeps the organ rule's opening radius
-(:data:`radmesh.model.postprocess.ORGAN_OPENING_MM`) the same way: each value is one radius
-for every organ, ``default`` the shipped per-organ table. A second table gives each
+``--organ-opening-mm`` sweeps the organ rule's opening radius (the weights'
+``organ_opening_mm``) the same way: each value is one radius for every organ, ``default``
+the per-organ table of the weights' calibration file (none when they have none). A second table gives each
 organ's mean Dice per radius, and the recommended radius of an organ is the one with its
 best Dice (ties: the smaller radius, which cuts less). An organ's opening changes its own
 mask only (and, through overlaps, barely its neighbours'), so the radii are chosen per organ
 from uniform sweeps.
 
 ``--organ-threshold`` does the same for rule 1's probability threshold of the organs and
-vessels (:data:`radmesh.model.postprocess.CLASS_THRESHOLD`; ``default`` the shipped table):
+vessels (the weights' ``class_threshold``; ``default`` their calibration file's table):
 one value for every organ and vessel per row, each one's best mean Dice recommended (values
-within 0.005 of it tie, and ties go to the value nearest 0.5, the sigmoid's own decision). Lesions keep theirs: their thresholds are
-the lesion peak and minimum above.
+within 0.005 of it tie, and ties go to the value nearest 0.5, the sigmoid's own decision).
+Lesions keep theirs: their thresholds are the lesion peak and minimum above.
+
+The recommendations are printed and written to ``--json``; the calibration file beside the
+weights (:mod:`radmesh.model.calibration`, whose docstring gives its format) is what the
+pipeline applies.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import numpy as np
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Volume
+from radmesh.model.calibration import UNCALIBRATED, Calibration
 from radmesh.model.evaluate import case_metrics, default_weights_path, summarise
 from radmesh.model.postprocess import HOST_ENCLOSURE, THRESHOLD
 from radmesh.phantom.generator import Phantom, PhantomConfig, generate
@@ -64,9 +69,9 @@ DEFAULT_PEAKS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 # 192 mm³, and must survive being segmented at half its volume.
 DEFAULT_MIN_LESION_MM3: tuple[float | None, ...] = (None, 20.0, 50.0, 100.0)
 DEFAULT_HOST_ENCLOSURE = (0.0, 0.5, 0.6, 0.7)
-# None: the shipped per-organ radii (radmesh.model.postprocess.ORGAN_OPENING_MM).
+# None: the weights' per-organ radii (their calibration file, radmesh.model.calibration).
 DEFAULT_ORGAN_OPENING_MM: tuple[float | None, ...] = (None,)
-# None: the shipped per-class thresholds (radmesh.model.postprocess.CLASS_THRESHOLD).
+# None: the weights' per-class thresholds (their calibration file).
 DEFAULT_ORGAN_THRESHOLD: tuple[float | None, ...] = (None,)
 # Mean Dice differences this small are noise on a few validation cases (seeds 100-107: an organ's Dice
 # moves by about this much between neighbouring thresholds): they do not move a threshold off 0.5.
@@ -115,10 +120,12 @@ def cache_case(seed: int, model, meta: dict, overlap: float, config: PhantomConf
 def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[float],
           min_lesion_mm3: Sequence[float | None], host_enclosure: Sequence[float] = (HOST_ENCLOSURE,),
           organ_opening_mm: Sequence[float | None] = DEFAULT_ORGAN_OPENING_MM,
-          organ_threshold: Sequence[float | None] = DEFAULT_ORGAN_THRESHOLD) -> list[dict]:
+          organ_threshold: Sequence[float | None] = DEFAULT_ORGAN_THRESHOLD,
+          calibration: Calibration = UNCALIBRATED) -> list[dict]:
     """One summary row per (lesion_peak, min_lesion_mm3, host_enclosure, organ_opening_mm, organ_threshold);
-    a None minimum is each class's default, a None opening or threshold the shipped per-organ table, a number
-    that radius for every organ or that threshold for every organ and vessel."""
+    a None minimum is each class's default, a None opening or threshold the per-organ table of
+    ``calibration`` (the weights'), a number that radius for every organ or that threshold for every organ
+    and vessel."""
     from radmesh.model.pipeline import labels_on_ct_grid
 
     organs = [c for c in classes if vocab.get(c).kind is vocab.Kind.ORGAN]
@@ -127,8 +134,8 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
     for peak, mm3, share, radius, thr in itertools.product(peaks, min_lesion_mm3, host_enclosure, organ_opening_mm,
                                                           organ_threshold):
         per_case = []
-        openings = None if radius is None else {c: float(radius) for c in organs}
-        thresholds = None if thr is None else {c: float(thr) for c in anatomy}
+        openings = calibration.organ_opening_mm if radius is None else {c: float(radius) for c in organs}
+        thresholds = calibration.class_threshold if thr is None else {c: float(thr) for c in anatomy}
         for case in cases:
             labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
                                           case.box, case.body, case.phantom.ct.geometry,
@@ -151,10 +158,10 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
 
 def recommend(rows: Sequence[dict]) -> dict:
     """The fewest false positives among the rows with the best sensitivity (ties: lower thresholds), among
-    the rows with the shipped organ openings and thresholds when the sweep has any (the lesion thresholds
-    are chosen for the organ masks that ship)."""
-    shipped = [r for r in rows if r.get("organ_opening_mm") is None and r.get("organ_threshold") is None]
-    rows = shipped or list(rows)
+    the rows with the weights' own organ openings and thresholds when the sweep has any (the lesion
+    thresholds are chosen for the organ masks the weights will be served with)."""
+    own = [r for r in rows if r.get("organ_opening_mm") is None and r.get("organ_threshold") is None]
+    rows = own or list(rows)
     best = max(r["sensitivity"] for r in rows)
     top = [r for r in rows if r["sensitivity"] >= best - 1e-12]
     return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"] or 0.0,
@@ -165,7 +172,7 @@ def recommend_per_organ(rows: Sequence[dict], key: str, preference, tolerance: f
     """Organ (or vessel) name → the uniform value of ``key`` ("organ_opening_mm", "organ_threshold") whose
     rows give its best mean Dice; values within ``tolerance`` of that Dice tie with it, and ties go to the
     value ``preference`` ranks lowest. Only rows where ``key`` is a number and every other per-organ key
-    is the shipped table (None) are candidates."""
+    is the weights' own table (None) are candidates."""
     others = [k for k in PER_ORGAN_KEYS if k != key]
     uniform = [r for r in rows if r.get(key) is not None and all(r.get(k) is None for k in others)]
     dice: dict[str, list[tuple[float, float]]] = {}
@@ -194,13 +201,13 @@ def recommend_thresholds(rows: Sequence[dict]) -> dict[str, float]:
 
 def opening_label(value: float | None) -> str:
     """A row's per-organ setting (opening radius, threshold) as the tables and the options write it (None: the
-    shipped per-organ table)."""
+    weights' own per-organ table)."""
     return "default" if value is None else f"{value:g}"
 
 
 def format_organ_rows(rows: Sequence[dict], key: str = "organ_opening_mm") -> str:
     """Each organ's mean Dice per value of the per-organ setting ``key`` (the first row of each value among
-    those with the other per-organ settings shipped; Dice does not depend on the lesion thresholds except
+    those with the other per-organ settings the weights' own; Dice does not depend on the lesion thresholds except
     through the lesions' own voxels)."""
     others = [k for k in PER_ORGAN_KEYS if k != key]
     per_value: dict[float | None, dict] = {}
@@ -251,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host-enclosure", default=",".join(f"{v:g}" for v in DEFAULT_HOST_ENCLOSURE),
                     help="shares of a lesion's surrounding ring that must be its host (0 = rule off)")
     ap.add_argument("--organ-opening-mm", default=",".join(opening_label(v) for v in DEFAULT_ORGAN_OPENING_MM),
-                    help="organ opening radii, mm, each for every organ; 'default' = the shipped per-organ table")
+                    help="organ opening radii, mm, each for every organ; 'default' = the weights' calibration file's table")
     ap.add_argument("--organ-threshold", default=",".join(opening_label(v) for v in DEFAULT_ORGAN_THRESHOLD),
-                    help="rule 1 thresholds, each for every organ and vessel; 'default' = the shipped per-class table")
+                    help="rule 1 thresholds, each for every organ and vessel; 'default' = the weights' calibration file's table")
     ap.add_argument("--lesions", default=None,
                     help="lesion classes every phantom must contain, e.g. 28,27,26,32,30,30 (a class n times: "
                          "n lesions); default: the generator's random presence")
@@ -287,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(cache_case(seed, model, meta, a.overlap, config))
         print(f"seed {seed}: probabilities {cases[-1].probabilities.shape} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares, radii, organ_thresholds)
+    rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares, radii, organ_thresholds,
+                 calibration=meta["calibration"])
     print(format_rows(rows))
     openings = thresholds = None
     if len(radii) > 1:

@@ -46,7 +46,8 @@ import torch
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.volume import Geometry, Volume
-from radmesh.model.postprocess import LESION_PEAK, absorb_lesion_fragments, postprocess
+from radmesh.model.calibration import UNCALIBRATED, Calibration
+from radmesh.model.postprocess import absorb_lesion_fragments, postprocess
 from radmesh.model.preprocess import FAST_SPACING_MM, MODEL_SPACING_MM, body_crop, body_on_grid, from_model_space, \
     to_model_space
 
@@ -274,16 +275,17 @@ def sliding_window_probabilities(image: np.ndarray, embedding: np.ndarray, runne
 def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
             class_table: Mapping[int, np.ndarray] | np.ndarray, spacing_mm: float = MODEL_SPACING_MM,
             overlap: float = DEFAULT_OVERLAP, sw_batch_size: int = DEFAULT_SW_BATCH_SIZE, mode: str = "gaussian",
-            min_lesion_mm3: float | None = None, lesion_peak: float = LESION_PEAK,
+            min_lesion_mm3: float | None = None, lesion_peak: float | None = None,
             progress: ProgressCallback | None = None, validated_classes: Sequence[int] | None = None, crop_to_body: bool = True,
-            add_hosts: bool = True) -> SegmentationResult:
+            add_hosts: bool = True, calibration: Calibration = UNCALIBRATED) -> SegmentationResult:
     """Segment ``class_indices`` in ``ct`` (HU, any grid) with ``runner`` (see module docstring).
 
     ``spacing_mm``: model-space spacing (1.5; FAST_SPACING_MM = 3.0 for ``--fast``);
     ``overlap`` in [0, 1); ``mode``: "gaussian" or "constant" blending; ``min_lesion_mm3``:
     smaller lesion components are removed (None: each class's default,
     :func:`~radmesh.model.postprocess.default_min_lesion_mm3`), and those whose peak probability is below
-    ``lesion_peak`` (:data:`~radmesh.model.postprocess.LESION_PEAK`); ``validated_classes``: when given, requested
+    ``lesion_peak`` (None: the calibration's); ``calibration``: the weights' post-processing values
+    (:func:`radmesh.model.calibration.load_calibration`; default none); ``validated_classes``: when given, requested
     classes outside it raise FailedPreconditionError (:func:`check_classes`);
     ``crop_to_body=False`` tiles the whole canonical volume, exactly as MONAI's
     ``sliding_window_inference`` on the uncropped image does (slower; the windows, and so
@@ -333,8 +335,11 @@ def segment(ct: Volume, class_indices: Sequence[int], runner: Runner,
                                          sw_batch_size=batch, mode=mode, progress=progress)
     t2 = time.perf_counter()
 
+    post = calibration.postprocess_kwargs()
+    if lesion_peak is not None:
+        post["lesion_peak"] = float(lesion_peak)
     out, t3 = labels_on_ct_grid(probs, classes, model_image, box, body, ct.geometry,
-                                min_lesion_mm3=min_lesion_mm3, lesion_peak=float(lesion_peak))
+                                min_lesion_mm3=min_lesion_mm3, **post)
     del probs
     counts_all = np.bincount(out.array.ravel(), minlength=vocab.NUM_CLASSES + 1)
     voxel_ml = ct.geometry.voxel_volume_mm3 / 1000.0
@@ -374,7 +379,8 @@ def segment_volume(ct: Volume, model: torch.nn.Module | None = None, meta: Mappi
     for a model loaded with ``radmesh.model.train.load_weights`` (``model``, ``meta``).
 
     ``runner`` overrides the in-process PyTorch runner (e.g. an OnnxRunner of the same
-    weights); ``fast`` uses FAST_SPACING_MM; other keywords go to :func:`segment`.
+    weights); ``fast`` uses FAST_SPACING_MM; the post-processing uses the weights' calibration
+    (``meta["calibration"]``, from ``load_weights``); other keywords go to :func:`segment`.
     """
     if meta is None:
         raise InvalidInputError("segment_volume needs the model's meta (classes, class_embedding)")
@@ -385,6 +391,7 @@ def segment_volume(ct: Volume, model: torch.nn.Module | None = None, meta: Mappi
     validated = [int(c) for c in meta["classes"]]
     spacing = FAST_SPACING_MM if fast else float(meta.get("spacing_mm", MODEL_SPACING_MM))
     kwargs.setdefault("spacing_mm", spacing)
+    kwargs.setdefault("calibration", meta.get("calibration", UNCALIBRATED))
     result = segment(ct, classes if classes is not None else validated, runner, class_table_from_meta(meta),
                      validated_classes=validated, **kwargs)
     return result.labels

@@ -6,8 +6,8 @@ turns (K, Z, Y, X) probabilities on the model's grid into one uint8 label map of
 vocabulary indices (0 background) with these rules, applied in this order:
 
 1. **Threshold, inside the body.** A class claims a voxel where its probability is >
-   its threshold (``class_threshold``, :data:`CLASS_THRESHOLD` by default, for the organs
-   and vessels calibrated on validation phantoms; every other class ``threshold``, 0.5)
+   its threshold (``class_threshold``, the weights' calibration,
+   :mod:`radmesh.model.calibration`; every class it does not list ``threshold``, 0.5)
    and the voxel is inside ``body_mask`` when one is given (the
    body with the air it surrounds, :func:`radmesh.model.preprocess.body_on_grid`: the air
    around the patient looks like lung and bowel gas to a window that sees little
@@ -36,9 +36,10 @@ vocabulary indices (0 background) with these rules, applied in this order:
 3. **Organs:** only one 26-connected component is kept (an organ is one piece): the one
    with the most confident voxels (probability > :data:`CONFIDENT`), the largest among
    equals. A look-alike the model is unsure of (bowel fluid called gall bladder) can be
-   bigger than the organ, but it is not surer. For the organs in :data:`ORGAN_OPENING_MM`
-   that component is then *opened* by a ball of the organ's radius, its most confident
-   piece kept, and grown back by the radius within the component: bowel touching the
+   bigger than the organ, but it is not surer. For the organs in ``organ_opening_mm``
+   (the weights' calibration) that component is then *opened* by a ball of the organ's
+   radius, its most confident piece kept, and grown back by the radius within the
+   component (for a stomach, with its lumen the thickest organ, a wide one): bowel touching the
    stomach, the pancreas or the liver through a narrow neck is one 26-connected piece
    with the organ, and the opening cuts the neck (a look-alike joined over a broad face
    stays; a part of the organ thinner than twice the radius is kept only within the
@@ -75,9 +76,8 @@ vocabulary indices (0 background) with these rules, applied in this order:
    highest probability is below ``lesion_peak`` (a
    hysteresis threshold: a real lesion has a confident core, a false positive is
    mostly a rim of probabilities just over 0.5), are removed (applied after rule 5,
-   so the part of a lesion left inside its host is what is measured). The default
-   :data:`LESION_PEAK` was chosen on validation phantoms, never the evaluation ones
-   (:mod:`radmesh.model.calibrate`).
+   so the part of a lesion left inside its host is what is measured). ``lesion_peak``
+   comes from the weights' calibration; the default, ``threshold``, removes nothing.
 7. **Overlaps.** Where a lesion and one of its host organs both claim a voxel, the
    lesion wins whatever the probabilities (the label-map convention: lesion labels
    override their host organ). Any other conflict goes to the class with the highest
@@ -115,36 +115,21 @@ LUNG_NODULE_MIN_MM3 = 20.0      # lung nodules: ≈ a 3.4 mm sphere; the report'
 # 10 mm across can be as flat as 10 × 7 × 5 mm (192 mm³) and must survive being segmented at half its volume.
 TOO_SMALL_TO_CHARACTERISE_MM3 = 100.0
 MIN_VESSEL_MM3 = 100.0         # ≈ 30 voxels at 1.5 mm; a vessel piece smaller than this is a speck
-# Chosen by `python -m radmesh.model.calibrate` on validation phantoms 100-107 for radmesh-unet-phantom-6 (docs/model_card.md).
-LESION_PEAK = 0.99
 ENCLOSING_FRACTION = 0.5       # share of an air pocket's border an organ must hold to enclose it
 AIR_FILLED_PAIRS = ((vocab.RIGHT_LUNG, vocab.LEFT_LUNG),)
 HOST_DILATION_MM = 5.0         # how far a lesion may bulge out of its host organ's mask
 # A lesion lies in its organ: at least this share of the ring of voxels within ENCLOSURE_RING_MM around
-# it must be host (a lung's mask holds its air). Chosen with LESION_PEAK (docs/model_card.md).
+# it must be host (a lung's mask holds its air). Chosen on validation phantoms (docs/model_card.md); it is
+# the anatomy (a lesion lies in its organ), not one model's habit, so it applies to every model.
 HOST_ENCLOSURE = 0.7
 ENCLOSURE_RING_MM = 3.0
-# Per organ (vocabulary index → mm): the radius of the opening that picks the organ's component
-# (rule 3); organs not listed get none. Chosen on validation phantoms (docs/model_card.md).
-ORGAN_OPENING_MM: dict[int, float] = {
-    vocab.SPLEEN: 3.0, vocab.RIGHT_KIDNEY: 3.0, vocab.LEFT_KIDNEY: 3.0, vocab.LIVER: 4.5, vocab.PANCREAS: 4.5,
-    vocab.STOMACH: 9.0,   # the stomach with its lumen is the thickest organ; bowel joins it over wide necks
-}
-# Per organ or vessel (vocabulary index → probability): the threshold of rule 1 where it is not
-# THRESHOLD. Chosen by `python -m radmesh.model.calibrate --organ-threshold` on validation phantoms
-# 100-115 for radmesh-unet-phantom-6 (docs/model_card.md): this model draws the vessels and the liver
-# too wide and the spleen, gall bladder and stomach too narrow.
-CLASS_THRESHOLD: dict[int, float] = {
-    vocab.SPLEEN: 0.2, vocab.GALL_BLADDER: 0.3, vocab.STOMACH: 0.2, vocab.LIVER: 0.8,
-    vocab.AORTA: 0.9, vocab.POSTCAVA: 0.9,
-}
 MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the body has no usable long axis
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
 
 def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 spacing_zyx_mm: float | Sequence[float], *, threshold: float = THRESHOLD,
-                min_lesion_mm3: float | None = None, lesion_peak: float = LESION_PEAK,
+                min_lesion_mm3: float | None = None, lesion_peak: float = THRESHOLD,
                 min_vessel_mm3: float = MIN_VESSEL_MM3, host_dilation_mm: float = HOST_DILATION_MM,
                 body_mask: np.ndarray | None = None, image: np.ndarray | None = None,
                 host_enclosure: float = HOST_ENCLOSURE,
@@ -156,10 +141,11 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     ``spacing_zyx_mm``: the voxel size (one number if isotropic); ``body_mask`` (Z, Y, X) bool,
     optional: the patient's body, for the midline that splits left/right pairs; ``image`` (Z, Y, X),
     optional: the windowed model input on the same grid (:func:`radmesh.model.preprocess.window`), for
-    the air rules; ``organ_opening_mm``: organ index → opening radius in mm for rule 3 (None: the
-    shipped :data:`ORGAN_OPENING_MM`; organs it does not list get none); ``class_threshold``: class index →
-    rule 1's threshold (None: the shipped :data:`CLASS_THRESHOLD`; classes it does not list get
-    ``threshold``). ``probabilities`` is not modified.
+    the air rules. ``organ_opening_mm`` (organ index → opening radius in mm for rule 3; organs it
+    does not list get none), ``class_threshold`` (class index → rule 1's threshold; classes it does
+    not list get ``threshold``) and ``lesion_peak`` (rule 6) are the weights' calibration
+    (:class:`radmesh.model.calibration.Calibration`); left out, none of them moves anything.
+    ``probabilities`` is not modified.
     """
     classes = [int(c) for c in class_indices]
     probs = np.asarray(probabilities)
@@ -174,13 +160,12 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
         raise InvalidInputError(f"host_enclosure must be a share in [0, 1], got {host_enclosure}")
     for c in classes:
         vocab.get(c)
-    openings = dict(ORGAN_OPENING_MM if organ_opening_mm is None else organ_opening_mm)
+    openings = dict(organ_opening_mm or {})
     bad = {c: r for c, r in openings.items() if not (math.isfinite(float(r)) and float(r) >= 0)}
     if bad:
         raise InvalidInputError(f"organ opening radii must be finite millimetres ≥ 0, got {bad}")
     thresholds = {c: float(threshold) for c in classes}
-    thresholds.update({int(c): float(t) for c, t in
-                       (CLASS_THRESHOLD if class_threshold is None else class_threshold).items() if int(c) in thresholds})
+    thresholds.update({int(c): float(t) for c, t in (class_threshold or {}).items() if int(c) in thresholds})
     bad = {c: t for c, t in thresholds.items() if not 0.0 <= t < 1.0}
     if bad:
         raise InvalidInputError(f"thresholds must be probabilities in [0, 1), got {bad}")

@@ -45,11 +45,15 @@ def load(weights: str | os.PathLike | None = None):
     path = Path(weights) if weights else default_weights_path()
     if not path.is_file():
         raise FailedPreconditionError(f"model weights {path} not found (set RADMESH_MODEL_WEIGHTS or --weights)")
-    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)
+    from radmesh.model.calibration import calibration_path
+
+    sidecar = calibration_path(path)
+    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns,
+                        sidecar.stat().st_mtime_ns if sidecar.is_file() else None)
 
 
 @lru_cache(maxsize=2)
-def _load_cached(path: str, mtime_ns: int):
+def _load_cached(path: str, mtime_ns: int, calibration_mtime_ns: int | None):
     from radmesh.model.train import load_weights
 
     return load_weights(path)
@@ -111,13 +115,14 @@ def segment_to_folder(ct: Volume, out_dir: str | os.PathLike, prompt: str | None
                      spacing_mm=FAST_SPACING_MM if fast else MODEL_SPACING_MM,
                      overlap=DEFAULT_OVERLAP if overlap is None else overlap, progress=progress,
                      min_lesion_mm3=min_lesion_mm3,
-                     validated_classes=meta["classes"])
+                     validated_classes=meta["classes"], calibration=meta["calibration"])
     summary = {
         "prompt": prompt, "intent": intent,
         "classes": classes_summary(result.class_indices, result.voxel_counts, result.volumes_ml,
                                    result.host_classes),
         "model": {"model_version": meta.get("model_version"), "encoder_id": meta.get("encoder_id"),
-                  "weights": str(meta["path"]), "runtime": "onnxruntime"},
+                  "weights": str(meta["path"]), "runtime": "onnxruntime",
+                  "postprocess_calibration": meta["calibration"].name},
         "spacing_mm": result.spacing_mm, "windows": result.windows,
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

@@ -298,10 +298,14 @@ def load_weights(path: str | os.PathLike, expected_encoder_id: str | None = None
     """(model in eval mode, meta) from a weights file; meta is everything but the state_dict,
     with ``class_embedding`` as a (K, E) float32 numpy array.
 
+    ``meta["calibration"]``: the weights' post-processing calibration
+    (:func:`radmesh.model.calibration.load_calibration`; UNCALIBRATED when there is none).
+
     Raises FailedPreconditionError naming the problem: missing, unreadable/corrupt, too
     large, wrong format, missing keys, a class table whose shape or sha256 does not match,
-    unknown classes, an encoder_id other than ``expected_encoder_id``, or a state_dict
-    that does not fit the recorded architecture.
+    unknown classes, an encoder_id other than ``expected_encoder_id``, a state_dict
+    that does not fit the recorded architecture, or a calibration file beside it that is
+    invalid or made for other weights.
     """
     p = Path(path)
     if not p.is_file():
@@ -360,6 +364,10 @@ def load_weights(path: str | os.PathLike, expected_encoder_id: str | None = None
     meta["class_embedding"] = arr
     meta["path"] = str(p)
     meta["file_bytes"] = int(size)
+    from radmesh.model.calibration import load_calibration
+
+    # the post-processing values measured for exactly this file, if any (radmesh.model.calibration)
+    meta["calibration"] = load_calibration(p)
     return model, meta
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.volume import Volume
+from radmesh.model.calibration import UNCALIBRATED, Calibration
 from radmesh.segmentation.triton_runner import DEFAULT_MODEL, DeadlineExceededError, TritonRunner, is_loopback
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class ModelInfo:
     encoder_id: str  # the text encoder that made that table
     validated_classes: tuple[int, ...]  # vocabulary indices the model is validated on
     runtime: str  # where windows run, e.g. "triton universal_seg at 127.0.0.1:8001 (shared memory)"
+    calibration: Calibration = UNCALIBRATED  # the weights' post-processing values (radmesh.model.calibration)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def model_info_from_meta(meta: dict[str, Any], runtime: str) -> ModelInfo:
         encoder_id=encoder_id,
         validated_classes=tuple(int(c) for c in meta["classes"]),
         runtime=runtime,
+        calibration=meta.get("calibration", UNCALIBRATED),
     )
 
 
@@ -331,7 +334,8 @@ class Segmenter:
         result = segment(ct, classes, runner, table, spacing_mm=spacing,
                          overlap=DEFAULT_OVERLAP if options.overlap is None else options.overlap,
                          min_lesion_mm3=options.min_lesion_mm3,
-                         progress=on_windows, validated_classes=self.model.validated_classes)
+                         progress=on_windows, validated_classes=self.model.validated_classes,
+                         calibration=self.model.calibration)
         remaining("postprocessing")
         return SegmentOutcome(
             labels=result.labels, class_indices=result.class_indices, voxel_counts=dict(result.voxel_counts),

@@ -81,7 +81,8 @@ def options_from_proto(p: segmentation_pb2.SegmentOptions) -> SegmentOptions:
 def model_info_proto(segmenter: Segmenter) -> common_pb2.ModelInfo:
     m = segmenter.model
     return common_pb2.ModelInfo(model_id=m.model_id, model_version=m.model_version,
-                                embedding_backend=m.embedding_backend, class_table_sha256=m.class_table_sha256)
+                                embedding_backend=m.embedding_backend, class_table_sha256=m.class_table_sha256,
+                                postprocess_calibration=m.calibration.name)
 
 
 def class_info_proto(index: int) -> common_pb2.ClassInfo:

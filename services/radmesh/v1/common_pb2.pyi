@@ -281,13 +281,15 @@ class Progress(_message.Message):
     def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "model_version", "embedding_backend", "class_table_sha256")
+    __slots__ = ("model_id", "model_version", "embedding_backend", "class_table_sha256", "postprocess_calibration")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_BACKEND_FIELD_NUMBER: _ClassVar[int]
     CLASS_TABLE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    POSTPROCESS_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: str
     embedding_backend: str
     class_table_sha256: str
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., embedding_backend: _Optional[str] = ..., class_table_sha256: _Optional[str] = ...) -> None: ...
+    postprocess_calibration: str
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., embedding_backend: _Optional[str] = ..., class_table_sha256: _Optional[str] = ..., postprocess_calibration: _Optional[str] = ...) -> None: ...

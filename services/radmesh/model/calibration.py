@@ -1,0 +1,132 @@
+"""The post-processing values that belong to one set of weights: a JSON file beside them.
+
+A model's probabilities are only as wide or as narrow, as leaky or as sure, as that model
+draws them. So the values that compensate (a threshold per organ or vessel, the radius
+of each organ's opening, the peak a lesion needs) are measured for one weights file on
+validation cases (:mod:`radmesh.model.calibrate`) and travel with that file:
+``<weights stem>.calibration.json`` beside ``<weights stem>.pt``, bound to the weights by
+their SHA-256. Weights without one get :data:`UNCALIBRATED` (0.5 for every class, no
+openings, no peak rule: the published Universal Model's own post-processing). The rules
+that are anatomy rather than a model's habits (lesions inside their host, the smallest
+lesion, vessels' specks) stay in :mod:`radmesh.model.postprocess` for every model.
+
+A calibration file made for other weights is refused (FailedPreconditionError naming
+both hashes), never applied: it would move every organ's edge by a model's habits that
+these weights do not have.
+
+File format (JSON; class names are the vocabulary's)::
+
+    {"format": "radmesh-postprocess-calibration", "format_version": 1,
+     "weights_sha256": "<64 hex>", "model_version": "...", "chosen_on": "<how, on which cases>",
+     "class_threshold": {"Spleen": 0.2, ...},      # probability in [0, 1); others 0.5
+     "organ_opening_mm": {"Stomach": 9.0, ...},    # organs only, mm ≥ 0; others none
+     "lesion_peak": 0.99}                          # probability in [0, 1]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radmesh.common import vocabulary as vocab
+from radmesh.common.errors import FailedPreconditionError
+from radmesh.model.postprocess import THRESHOLD
+
+FORMAT = "radmesh-postprocess-calibration"
+FORMAT_VERSION = 1
+SUFFIX = ".calibration.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Post-processing values for one weights file (vocabulary index → value)."""
+
+    class_threshold: Mapping[int, float] = field(default_factory=dict)   # rule 1; classes not listed: 0.5
+    organ_opening_mm: Mapping[int, float] = field(default_factory=dict)  # rule 3; organs not listed: none
+    lesion_peak: float = THRESHOLD                                       # rule 6; at 0.5 it removes nothing
+    source: str | None = None                                            # the file it came from, None: uncalibrated
+
+    def postprocess_kwargs(self) -> dict[str, Any]:
+        """The keywords of :func:`radmesh.model.postprocess.postprocess` this calibration sets."""
+        return dict(class_threshold=dict(self.class_threshold), organ_opening_mm=dict(self.organ_opening_mm),
+                    lesion_peak=float(self.lesion_peak))
+
+    @property
+    def name(self) -> str:
+        """The calibration file's name, as results report it ("" when uncalibrated)."""
+        return Path(self.source).name if self.source else ""
+
+
+UNCALIBRATED = Calibration()
+
+
+def calibration_path(weights: str | os.PathLike) -> Path:
+    """``model_weights/x.pt`` → ``model_weights/x.calibration.json``."""
+    p = Path(weights)
+    return p.with_name(p.stem + SUFFIX)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_calibration(weights: str | os.PathLike, weights_sha256: str | None = None) -> Calibration:
+    """The calibration beside ``weights`` (:data:`UNCALIBRATED` when there is none).
+
+    ``weights_sha256``: the weights file's hash when the caller has it already. Raises
+    FailedPreconditionError naming the file and the problem: unreadable, another format,
+    made for other weights, an unknown class, a value out of range.
+    """
+    path = calibration_path(weights)
+    if not path.is_file():
+        return UNCALIBRATED
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FailedPreconditionError(f"calibration {path} is not readable JSON ({e})") from e
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+        raise FailedPreconditionError(f"{path} is not a radmesh calibration file (format {FORMAT} version "
+                                      f"{FORMAT_VERSION})")
+    sha = weights_sha256 or file_sha256(weights)
+    if doc.get("weights_sha256") != sha:
+        raise FailedPreconditionError(
+            f"calibration {path} was made for weights with sha256 {doc.get('weights_sha256')}, but {weights} has "
+            f"sha256 {sha}: calibrate these weights (python -m radmesh.model.calibrate) or remove the file")
+    thresholds = _by_class(path, doc, "class_threshold", lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
+    openings = _by_class(path, doc, "organ_opening_mm", lambda v: v >= 0.0, "millimetres ≥ 0")
+    not_organs = [vocab.get(c).name for c in openings if vocab.get(c).kind is not vocab.Kind.ORGAN]
+    if not_organs:
+        raise FailedPreconditionError(f"calibration {path}: organ_opening_mm lists {', '.join(not_organs)}, "
+                                      f"which are not organs")
+    peak = doc.get("lesion_peak", THRESHOLD)
+    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0.0 <= float(peak) <= 1.0:
+        raise FailedPreconditionError(f"calibration {path}: lesion_peak must be a probability in [0, 1], got {peak!r}")
+    return Calibration(thresholds, openings, float(peak), str(path))
+
+
+def _by_class(path: Path, doc: Mapping[str, Any], key: str, ok, meaning: str) -> dict[int, float]:
+    table = doc.get(key, {})
+    if not isinstance(table, dict):
+        raise FailedPreconditionError(f"calibration {path}: {key} must map class names to numbers")
+    out: dict[int, float] = {}
+    for name, value in table.items():
+        try:
+            c = vocab.by_name(name).index
+        except vocab.UnknownClassError:
+            raise FailedPreconditionError(f"calibration {path}: {key} names {name!r}, not a class of the "
+                                          f"vocabulary") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not ok(float(value)):
+            raise FailedPreconditionError(f"calibration {path}: {key}[{name!r}] must be {meaning}, got {value!r}")
+        out[c] = float(value)
+    return out
