@@ -65,6 +65,20 @@ def test_each_organ_and_vessel_gets_the_threshold_with_its_best_dice_the_nearest
     assert "| Gall Bladder | 0.800 | 0.820 | 0.790 | 0.990 |" in table
 
 
+def test_a_run_writes_what_it_recommends_and_keeps_what_it_did_not_sweep():
+    from radmesh.model.calibrate import recommended_calibration
+    from radmesh.model.calibration import Calibration
+
+    current = Calibration(class_threshold={V.LIVER: 0.8}, organ_opening_mm={V.STOMACH: 9.0}, lesion_peak=0.99)
+    kept = recommended_calibration(current, 0.95, openings=None, thresholds=None)
+    assert (dict(kept.class_threshold), dict(kept.organ_opening_mm), kept.lesion_peak) == \
+        ({V.LIVER: 0.8}, {V.STOMACH: 9.0}, 0.95)
+    new = recommended_calibration(current, 0.99, openings={"Stomach": 0.0, "Liver": 4.5},
+                                  thresholds={"Liver": 0.5, "Aorta": 0.9})
+    # an opening of 0 and a threshold of 0.5 are what an unlisted organ gets: not written
+    assert dict(new.organ_opening_mm) == {V.LIVER: 4.5} and dict(new.class_threshold) == {V.AORTA: 0.9}
+
+
 def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives():
     ph = generate(100, PhantomConfig(in_plane_size=96, spacing_xyz_mm=(3.0, 3.0, 4.0), slices=40, oblique=False,
                                      lesions=(V.LIVER_TUMOR,)))

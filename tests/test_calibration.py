@@ -12,7 +12,7 @@ from radmesh.common import vocabulary as V
 from radmesh.common.errors import FailedPreconditionError
 from radmesh.model import pipeline, train
 from radmesh.model.calibration import (FORMAT, FORMAT_VERSION, UNCALIBRATED, calibration_path, file_sha256,
-                                       load_calibration)
+                                       load_calibration, write_calibration)
 from radmesh.model.evaluate import default_weights_path
 from radmesh.model.postprocess import postprocess
 
@@ -120,3 +120,16 @@ def test_load_weights_and_the_pipeline_use_the_file_beside_the_weights(tmp_path,
     write(copy, weights_sha256="0" * 64)                     # a file made for other weights
     with pytest.raises(FailedPreconditionError, match="made for weights with sha256"):
         train.load_weights(copy)
+
+
+def test_a_written_calibration_reads_back_bound_to_its_weights(weights):
+    cal = UNCALIBRATED.__class__(class_threshold={V.AORTA: 0.9, V.SPLEEN: 0.2}, organ_opening_mm={V.LIVER: 4.5},
+                                 lesion_peak=0.98)
+    path = write_calibration(weights, cal, "mine-1", "validation cases 1-8")
+    assert path == calibration_path(weights)
+    assert set(weights.parent.iterdir()) == {weights, path}              # no temporary file left beside it
+    back = load_calibration(weights)
+    assert (dict(back.class_threshold), dict(back.organ_opening_mm), back.lesion_peak) == \
+        ({V.AORTA: 0.9, V.SPLEEN: 0.2}, {V.LIVER: 4.5}, 0.98)
+    doc = json.loads(path.read_text())
+    assert doc["class_threshold"] == {"Spleen": 0.2, "Aorta": 0.9} and doc["chosen_on"] == "validation cases 1-8"

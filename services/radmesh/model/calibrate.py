@@ -37,7 +37,10 @@ Lesions keep theirs: their thresholds are the lesion peak and minimum above.
 
 The recommendations are printed and written to ``--json``; the calibration file beside the
 weights (:mod:`radmesh.model.calibration`, whose docstring gives its format) is what the
-pipeline applies.
+pipeline applies. ``--write-calibration`` writes it from this run: the recommended lesion
+peak, and the recommended organ openings and thresholds where the run swept them (the
+weights' current values where it did not). The minimum lesion size and the enclosure share
+are printed only: they are rules for every model, not a calibration.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import json
 import itertools
 import math
 import os
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,7 +60,7 @@ import numpy as np
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Volume
-from radmesh.model.calibration import UNCALIBRATED, Calibration
+from radmesh.model.calibration import UNCALIBRATED, Calibration, write_calibration
 from radmesh.model.evaluate import case_metrics, default_weights_path, summarise
 from radmesh.model.postprocess import HOST_ENCLOSURE, THRESHOLD
 from radmesh.phantom.generator import Phantom, PhantomConfig, generate
@@ -199,6 +203,21 @@ def recommend_thresholds(rows: Sequence[dict]) -> dict[str, float]:
                                tolerance=THRESHOLD_DICE_TOLERANCE)
 
 
+def recommended_calibration(current: Calibration, lesion_peak: float, openings: dict[str, float] | None,
+                            thresholds: dict[str, float] | None) -> Calibration:
+    """``current`` with the recommended values of a run (names as the recommend functions give them; None:
+    not swept, keep the current table). Openings of 0 and thresholds of 0.5 are left out: they are what an
+    organ not listed gets."""
+    def by_index(table: dict[str, float] | None, old, plain: float) -> dict[int, float]:
+        if table is None:
+            return dict(old)
+        return {vocab.by_name(n).index: float(v) for n, v in table.items() if float(v) != plain}
+
+    return Calibration(class_threshold=by_index(thresholds, current.class_threshold, THRESHOLD),
+                       organ_opening_mm=by_index(openings, current.organ_opening_mm, 0.0),
+                       lesion_peak=float(lesion_peak))
+
+
 def opening_label(value: float | None) -> str:
     """A row's per-organ setting (opening radius, threshold) as the tables and the options write it (None: the
     weights' own per-organ table)."""
@@ -265,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="lesion classes every phantom must contain, e.g. 28,27,26,32,30,30 (a class n times: "
                          "n lesions); default: the generator's random presence")
     ap.add_argument("--json", default=None, help="write the rows and the recommendation here")
+    ap.add_argument("--write-calibration", action="store_true",
+                    help="write the recommended values beside the weights (<weights>.calibration.json), "
+                         "replacing the file there")
     a = ap.parse_args(argv)
     try:
         seeds = check_validation_seeds(int(s) for s in a.seeds.split(","))
@@ -316,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
                            lesions=None if config is None else list(config.lesions), rows=rows, recommended=rec,
                            recommended_organ_opening_mm=openings, recommended_organ_threshold=thresholds,
                            model_version=meta.get("model_version"), pid=os.getpid()), f, indent=1)
+    if a.write_calibration:
+        weights = a.weights or default_weights_path()
+        chosen = recommended_calibration(meta["calibration"], rec["lesion_peak"], openings, thresholds)
+        how = f"validation phantoms {seeds}: python -m radmesh.model.calibrate {' '.join(argv or sys.argv[1:])}"
+        print(f"wrote {write_calibration(weights, chosen, meta.get('model_version', ''), how)}")
     return 0
 
 

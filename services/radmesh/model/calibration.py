@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,31 @@ def load_calibration(weights: str | os.PathLike, weights_sha256: str | None = No
     if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0.0 <= float(peak) <= 1.0:
         raise FailedPreconditionError(f"calibration {path}: lesion_peak must be a probability in [0, 1], got {peak!r}")
     return Calibration(thresholds, openings, float(peak), str(path))
+
+
+def write_calibration(weights: str | os.PathLike, calibration: Calibration, model_version: str,
+                      chosen_on: str) -> Path:
+    """Write ``calibration`` beside ``weights``, bound to their SHA-256; the path written.
+
+    ``chosen_on`` says how and on which cases the values were chosen (the file's record of it).
+    Written to a temporary file and renamed, so a reader never sees half a file.
+    """
+    path = calibration_path(weights)
+    doc = dict(format=FORMAT, format_version=FORMAT_VERSION, weights_sha256=file_sha256(weights),
+               model_version=str(model_version), chosen_on=str(chosen_on),
+               class_threshold={vocab.get(c).name: float(t) for c, t in sorted(calibration.class_threshold.items())},
+               organ_opening_mm={vocab.get(c).name: float(r) for c, r in sorted(calibration.organ_opening_mm.items())},
+               lesion_peak=float(calibration.lesion_peak))
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _by_class(path: Path, doc: Mapping[str, Any], key: str, ok, meaning: str) -> dict[int, float]:
