@@ -33,6 +33,10 @@ def test_recommend_prefers_sensitivity_then_fewest_false_positives_then_lower_th
             dict(lesion_peak=0.95, min_lesion_mm3=200.0, host_enclosure=0.0, sensitivity=0.5, fp_per_case=0.0),
             dict(lesion_peak=0.9, min_lesion_mm3=20.0, host_enclosure=0.7, sensitivity=1.0, fp_per_case=2.0)]
     assert recommend(rows) is rows[1]
+    # a lesion threshold is one more lesion setting: fewest false positives, then the weights' own, then lower
+    les = [dict(rows[1], lesion_threshold=t, fp_per_case=fp) for t, fp in ((0.9, 1.0), (0.7, 1.0), (None, 2.0))]
+    assert recommend(les) is les[1]
+    assert recommend(les[:2] + [dict(les[2], fp_per_case=1.0)])["lesion_threshold"] is None
 
 
 def test_lesion_thresholds_are_recommended_for_the_shipped_organ_openings():
@@ -69,14 +73,20 @@ def test_a_run_writes_what_it_recommends_and_keeps_what_it_did_not_sweep():
     from radmesh.model.calibrate import recommended_calibration
     from radmesh.model.calibration import Calibration
 
-    current = Calibration(class_threshold={V.LIVER: 0.8}, organ_opening_mm={V.STOMACH: 9.0}, lesion_peak=0.99)
+    current = Calibration(class_threshold={V.LIVER: 0.8, V.LIVER_TUMOR: 0.7}, organ_opening_mm={V.STOMACH: 9.0},
+                          lesion_peak=0.99)
     kept = recommended_calibration(current, 0.95, openings=None, thresholds=None)
     assert (dict(kept.class_threshold), dict(kept.organ_opening_mm), kept.lesion_peak) == \
-        ({V.LIVER: 0.8}, {V.STOMACH: 9.0}, 0.95)
+        ({V.LIVER: 0.8, V.LIVER_TUMOR: 0.7}, {V.STOMACH: 9.0}, 0.95)
     new = recommended_calibration(current, 0.99, openings={"Stomach": 0.0, "Liver": 4.5},
-                                  thresholds={"Liver": 0.5, "Aorta": 0.9})
+                                  thresholds={"Liver": 0.5, "Aorta": 0.9}, lesion_threshold=0.8,
+                                  lesions=[V.LIVER_TUMOR, V.KIDNEY_CYST])
     # an opening of 0 and a threshold of 0.5 are what an unlisted organ gets: not written
-    assert dict(new.organ_opening_mm) == {V.LIVER: 4.5} and dict(new.class_threshold) == {V.AORTA: 0.9}
+    assert dict(new.organ_opening_mm) == {V.LIVER: 4.5}
+    assert dict(new.class_threshold) == {V.AORTA: 0.9, V.LIVER_TUMOR: 0.8, V.KIDNEY_CYST: 0.8}
+    # organ thresholds swept, lesions not: the lesions keep theirs
+    organs_only = recommended_calibration(current, 0.99, openings=None, thresholds={"Liver": 0.6})
+    assert dict(organs_only.class_threshold) == {V.LIVER: 0.6, V.LIVER_TUMOR: 0.7}
 
 
 def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives():
@@ -110,6 +120,14 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
     assert [r["organ_threshold"] for r in thresholds] == [0.3, 0.96]
     assert thresholds[0]["organ_dice"][V.get(V.LIVER).name] > 0.9
     assert thresholds[1]["organ_dice"][V.get(V.LIVER).name] == 0.0
+    # lesion thresholds: the truth's lesion at 0.95 survives 0.9 and is gone at 0.96 (its voxels go to the
+    # liver, which claims them too); no other organ moves
+    lesion = sweep([case], classes, peaks=(0.5,), min_lesion_mm3=(20.0,), lesion_threshold=(0.9, 0.96))
+    assert [r["lesion_threshold"] for r in lesion] == [0.9, 0.96]
+    assert lesion[0]["sensitivity"] == 1.0 and lesion[1]["detected"] == 0
+    liver = V.get(V.LIVER).name
+    assert {k: v for k, v in lesion[0]["organ_dice"].items() if k != liver} == \
+        {k: v for k, v in lesion[1]["organ_dice"].items() if k != liver}
 
 
 def test_cli_refuses_a_negative_organ_opening_in_one_line_before_loading_a_model():
@@ -120,6 +138,11 @@ def test_cli_refuses_a_negative_organ_opening_in_one_line_before_loading_a_model
 def test_cli_refuses_an_organ_threshold_outside_a_probability_in_one_line():
     with pytest.raises(SystemExit, match=r"radmesh calibrate: organ thresholds must be probabilities in \[0, 1\), got 0.4,1"):
         main(["--organ-threshold", "0.4,1"])
+
+
+def test_cli_refuses_a_lesion_threshold_outside_a_probability_in_one_line():
+    with pytest.raises(SystemExit, match=r"radmesh calibrate: lesion thresholds must be probabilities in \[0, 1\), got 1.5"):
+        main(["--lesion-threshold", "1.5"])
 
 
 def test_cli_refuses_a_lesion_class_the_phantoms_cannot_hold_in_one_line():

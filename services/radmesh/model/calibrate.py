@@ -33,7 +33,10 @@ from uniform sweeps.
 vessels (the weights' ``class_threshold``; ``default`` their calibration file's table):
 one value for every organ and vessel per row, each one's best mean Dice recommended (values
 within 0.005 of it tie, and ties go to the value nearest 0.5, the sigmoid's own decision).
-Lesions keep theirs: their thresholds are the lesion peak and minimum above.
+``--lesion-threshold`` sweeps rule 1's threshold of the lesion classes, one value for all of them per
+row; it is chosen with the lesion peak, minimum and enclosure above (sensitivity, then false
+positives, then the lower value). A lesion drawn at a higher threshold is drawn less far into its
+host, which also lets it pass the enclosure rule.
 
 The recommendations are printed and written to ``--json``; the calibration file beside the
 weights (:mod:`radmesh.model.calibration`, whose docstring gives its format) is what the
@@ -52,7 +55,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +80,8 @@ DEFAULT_HOST_ENCLOSURE = (0.0, 0.5, 0.6, 0.7)
 DEFAULT_ORGAN_OPENING_MM: tuple[float | None, ...] = (None,)
 # None: the weights' per-class thresholds (their calibration file).
 DEFAULT_ORGAN_THRESHOLD: tuple[float | None, ...] = (None,)
+# None: the weights' lesion thresholds (their calibration file; 0.5 for a lesion it does not list).
+DEFAULT_LESION_THRESHOLD: tuple[float | None, ...] = (None,)
 # Mean Dice differences this small are noise on a few validation cases (seeds 100-107: an organ's Dice
 # moves by about this much between neighbouring thresholds): they do not move a threshold off 0.5.
 THRESHOLD_DICE_TOLERANCE = 0.005
@@ -125,21 +130,28 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
           min_lesion_mm3: Sequence[float | None], host_enclosure: Sequence[float] = (HOST_ENCLOSURE,),
           organ_opening_mm: Sequence[float | None] = DEFAULT_ORGAN_OPENING_MM,
           organ_threshold: Sequence[float | None] = DEFAULT_ORGAN_THRESHOLD,
-          calibration: Calibration = UNCALIBRATED) -> list[dict]:
-    """One summary row per (lesion_peak, min_lesion_mm3, host_enclosure, organ_opening_mm, organ_threshold);
-    a None minimum is each class's default, a None opening or threshold the per-organ table of
-    ``calibration`` (the weights'), a number that radius for every organ or that threshold for every organ
-    and vessel."""
+          calibration: Calibration = UNCALIBRATED,
+          lesion_threshold: Sequence[float | None] = DEFAULT_LESION_THRESHOLD) -> list[dict]:
+    """One summary row per (lesion_peak, min_lesion_mm3, host_enclosure, organ_opening_mm, organ_threshold,
+    lesion_threshold); a None minimum is each class's default, a None opening or threshold the table of
+    ``calibration`` (the weights'), a number that radius for every organ, that threshold for every organ
+    and vessel, or that threshold for every lesion class."""
     from radmesh.model.pipeline import labels_on_ct_grid
 
     organs = [c for c in classes if vocab.get(c).kind is vocab.Kind.ORGAN]
     anatomy = [c for c in classes if vocab.get(c).kind in (vocab.Kind.ORGAN, vocab.Kind.VESSEL)]
     rows = []
-    for peak, mm3, share, radius, thr in itertools.product(peaks, min_lesion_mm3, host_enclosure, organ_opening_mm,
-                                                          organ_threshold):
+    lesions = [c for c in classes if vocab.get(c).is_lesion]
+    for peak, mm3, share, radius, thr, les_thr in itertools.product(peaks, min_lesion_mm3, host_enclosure,
+                                                                    organ_opening_mm, organ_threshold,
+                                                                    lesion_threshold):
         per_case = []
         openings = calibration.organ_opening_mm if radius is None else {c: float(radius) for c in organs}
-        thresholds = calibration.class_threshold if thr is None else {c: float(thr) for c in anatomy}
+        thresholds = dict(calibration.class_threshold)
+        if thr is not None:
+            thresholds.update({c: float(thr) for c in anatomy})
+        if les_thr is not None:
+            thresholds.update({c: float(les_thr) for c in lesions})
         for case in cases:
             labels, _ = labels_on_ct_grid(case.probabilities.astype(np.float32), classes, case.model_image,
                                           case.box, case.body, case.phantom.ct.geometry,
@@ -151,6 +163,7 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
         rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=None if mm3 is None else float(mm3),
                          host_enclosure=float(share), organ_opening_mm=None if radius is None else float(radius),
                          organ_threshold=None if thr is None else float(thr),
+                         lesion_threshold=None if les_thr is None else float(les_thr),
                          sensitivity=s["lesions"]["sensitivity"],
                          detected=s["lesions"]["detected"],
                          total=s["lesions"]["total"], fp_per_case=s["lesions"]["fp_per_case"],
@@ -168,8 +181,10 @@ def recommend(rows: Sequence[dict]) -> dict:
     rows = own or list(rows)
     best = max(r["sensitivity"] for r in rows)
     top = [r for r in rows if r["sensitivity"] >= best - 1e-12]
+    # a lesion threshold of None is the weights' current one: it wins ties, then the lower value
     return min(top, key=lambda r: (r["fp_per_case"], r["lesion_peak"], r["min_lesion_mm3"] or 0.0,
-                                   r["host_enclosure"]))
+                                   r["host_enclosure"], r.get("lesion_threshold") is not None,
+                                   r.get("lesion_threshold") or 0.0))
 
 
 def recommend_per_organ(rows: Sequence[dict], key: str, preference, tolerance: float = 0.0) -> dict[str, float]:
@@ -204,17 +219,25 @@ def recommend_thresholds(rows: Sequence[dict]) -> dict[str, float]:
 
 
 def recommended_calibration(current: Calibration, lesion_peak: float, openings: dict[str, float] | None,
-                            thresholds: dict[str, float] | None) -> Calibration:
+                            thresholds: dict[str, float] | None, lesion_threshold: float | None = None,
+                            lesions: Sequence[int] = ()) -> Calibration:
     """``current`` with the recommended values of a run (names as the recommend functions give them; None:
-    not swept, keep the current table). Openings of 0 and thresholds of 0.5 are left out: they are what an
-    organ not listed gets."""
-    def by_index(table: dict[str, float] | None, old, plain: float) -> dict[int, float]:
+    not swept, keep the current values). ``lesion_threshold`` applies to the lesion classes ``lesions``.
+    Openings of 0 and thresholds of 0.5 are left out: they are what a class not listed gets."""
+    def by_index(table: dict[str, float] | None, old: Mapping[int, float], plain: float,
+                 kinds: tuple[vocab.Kind, ...]) -> dict[int, float]:
         if table is None:
-            return dict(old)
+            return {c: v for c, v in old.items() if vocab.get(c).kind in kinds}
         return {vocab.by_name(n).index: float(v) for n, v in table.items() if float(v) != plain}
 
-    return Calibration(class_threshold=by_index(thresholds, current.class_threshold, THRESHOLD),
-                       organ_opening_mm=by_index(openings, current.organ_opening_mm, 0.0),
+    anatomy = (vocab.Kind.ORGAN, vocab.Kind.VESSEL)
+    class_threshold = by_index(thresholds, current.class_threshold, THRESHOLD, anatomy)
+    if lesion_threshold is None:
+        class_threshold.update({c: v for c, v in current.class_threshold.items() if vocab.get(c).is_lesion})
+    elif float(lesion_threshold) != THRESHOLD:
+        class_threshold.update({int(c): float(lesion_threshold) for c in lesions})
+    return Calibration(class_threshold=class_threshold,
+                       organ_opening_mm=by_index(openings, current.organ_opening_mm, 0.0, (vocab.Kind.ORGAN,)),
                        lesion_peak=float(lesion_peak))
 
 
@@ -252,12 +275,13 @@ def format_rows(rows: Sequence[dict]) -> str:
     def num(v, fmt):
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    lines = ["| lesion_peak | min_lesion_mm3 | host_enclosure | organ opening (mm) | organ threshold | sensitivity "
-             "| FP / case | median diameter error (mm) | mean organ Dice |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| lesion_peak | min_lesion_mm3 | host_enclosure | organ opening (mm) | organ threshold "
+             "| lesion threshold | sensitivity | FP / case | median diameter error (mm) | mean organ Dice |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['lesion_peak']:.2f} | {mm3_label(r['min_lesion_mm3'])} | {r['host_enclosure']:.2f} "
                      f"| {opening_label(r.get('organ_opening_mm'))} | {opening_label(r.get('organ_threshold'))} "
+                     f"| {opening_label(r.get('lesion_threshold'))} "
                      f"| {num(r['sensitivity'], '.3f')} "
                      f"({r['detected']}/{r['total']}) | {num(r['fp_per_case'], '.2f')} | "
                      f"{num(r['median_diameter_error_mm'], '.2f')} | {num(r['mean_organ_dice'], '.3f')} |")
@@ -280,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="organ opening radii, mm, each for every organ; 'default' = the weights' calibration file's table")
     ap.add_argument("--organ-threshold", default=",".join(opening_label(v) for v in DEFAULT_ORGAN_THRESHOLD),
                     help="rule 1 thresholds, each for every organ and vessel; 'default' = the weights' calibration file's table")
+    ap.add_argument("--lesion-threshold", default=",".join(opening_label(v) for v in DEFAULT_LESION_THRESHOLD),
+                    help="rule 1 thresholds, each for every lesion class; 'default' = the weights' calibration file's")
     ap.add_argument("--lesions", default=None,
                     help="lesion classes every phantom must contain, e.g. 28,27,26,32,30,30 (a class n times: "
                          "n lesions); default: the generator's random presence")
@@ -301,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         organ_thresholds = [None if v.strip() == "default" else float(v) for v in a.organ_threshold.split(",")]
         if not all(v is None or 0.0 <= v < 1.0 for v in organ_thresholds):
             raise ValueError(f"organ thresholds must be probabilities in [0, 1), got {a.organ_threshold}")
+        lesion_thresholds = [None if v.strip() == "default" else float(v) for v in a.lesion_threshold.split(",")]
+        if not all(v is None or 0.0 <= v < 1.0 for v in lesion_thresholds):
+            raise ValueError(f"lesion thresholds must be probabilities in [0, 1), got {a.lesion_threshold}")
         config = None
         if a.lesions is not None:
             if not all(v.strip().isdigit() for v in a.lesions.split(",")):
@@ -317,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: probabilities {cases[-1].probabilities.shape} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares, radii, organ_thresholds,
-                 calibration=meta["calibration"])
+                 calibration=meta["calibration"], lesion_threshold=lesion_thresholds)
     print(format_rows(rows))
     openings = thresholds = None
     if len(radii) > 1:
@@ -330,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         print("recommended organ thresholds: " + ", ".join(f"{n} {v:g}" for n, v in thresholds.items()))
     rec = recommend(rows)
     print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {mm3_label(rec['min_lesion_mm3'])}, "
-          f"host_enclosure {rec['host_enclosure']:g} "
+          f"host_enclosure {rec['host_enclosure']:g}, lesion threshold {opening_label(rec.get('lesion_threshold'))} "
           f"(sensitivity {rec['sensitivity']:.3f}, {rec['fp_per_case']:.2f} FP per case on seeds {seeds})")
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
@@ -340,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                            model_version=meta.get("model_version"), pid=os.getpid()), f, indent=1)
     if a.write_calibration:
         weights = a.weights or default_weights_path()
-        chosen = recommended_calibration(meta["calibration"], rec["lesion_peak"], openings, thresholds)
+        chosen = recommended_calibration(meta["calibration"], rec["lesion_peak"], openings, thresholds,
+                                         rec.get("lesion_threshold"),
+                                         [c for c in meta["classes"] if vocab.get(int(c)).is_lesion])
         how = f"validation phantoms {seeds}: python -m radmesh.model.calibrate {' '.join(argv or sys.argv[1:])}"
         print(f"wrote {write_calibration(weights, chosen, meta.get('model_version', ''), how)}")
     return 0

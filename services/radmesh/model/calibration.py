@@ -1,7 +1,7 @@
 """The post-processing values that belong to one set of weights: a JSON file beside them.
 
 A model's probabilities are only as wide or as narrow, as leaky or as sure, as that model
-draws them. So the values that compensate (a threshold per organ or vessel, the radius
+draws them. So the values that compensate (a threshold per class, the radius
 of each organ's opening, the peak a lesion needs) are measured for one weights file on
 validation cases (:mod:`radmesh.model.calibrate`) and travel with that file:
 ``<weights stem>.calibration.json`` beside ``<weights stem>.pt``, bound to the weights by
