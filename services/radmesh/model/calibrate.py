@@ -41,8 +41,8 @@ host, which also lets it pass the enclosure rule.
 The recommendations are printed and written to ``--json``; the calibration file beside the
 weights (:mod:`radmesh.model.calibration`, whose docstring gives its format) is what the
 pipeline applies. ``--write-calibration`` writes it from this run: the recommended lesion
-peak, and the recommended organ openings and thresholds where the run swept them (the
-weights' current values where it did not). The minimum lesion size and the enclosure share
+peak, and the recommended organ openings, organ and vessel thresholds and lesion threshold
+where the run swept them (the weights' current values where it did not). The minimum lesion size and the enclosure share
 are printed only: they are rules for every model, not a calibration.
 """
 
@@ -288,6 +288,12 @@ def format_rows(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def values_or_default(text: str) -> list[float | None]:
+    """A comma-separated option's values, "default" read as None (the weights' or the class's own);
+    ValueError on anything else that is not a number."""
+    return [None if v.strip() == "default" else float(v) for v in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     from radmesh.model.train import load_weights
 
@@ -317,17 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seeds = check_validation_seeds(int(s) for s in a.seeds.split(","))
         peaks = [float(v) for v in a.peaks.split(",")]
-        mm3 = [None if v.strip() == "default" else float(v) for v in a.min_lesion_mm3.split(",")]
+        mm3 = values_or_default(a.min_lesion_mm3)
         shares = [float(v) for v in a.host_enclosure.split(",")]
         if not all(0.0 <= v <= 1.0 for v in shares):
             raise ValueError(f"host enclosure shares must be in [0, 1], got {a.host_enclosure}")
-        radii = [None if v.strip() == "default" else float(v) for v in a.organ_opening_mm.split(",")]
+        radii = values_or_default(a.organ_opening_mm)
         if not all(v is None or (math.isfinite(v) and v >= 0) for v in radii):
             raise ValueError(f"organ opening radii must be millimetres >= 0, got {a.organ_opening_mm}")
-        organ_thresholds = [None if v.strip() == "default" else float(v) for v in a.organ_threshold.split(",")]
+        organ_thresholds = values_or_default(a.organ_threshold)
         if not all(v is None or 0.0 <= v < 1.0 for v in organ_thresholds):
             raise ValueError(f"organ thresholds must be probabilities in [0, 1), got {a.organ_threshold}")
-        lesion_thresholds = [None if v.strip() == "default" else float(v) for v in a.lesion_threshold.split(",")]
+        lesion_thresholds = values_or_default(a.lesion_threshold)
         if not all(v is None or 0.0 <= v < 1.0 for v in lesion_thresholds):
             raise ValueError(f"lesion thresholds must be probabilities in [0, 1), got {a.lesion_threshold}")
         config = None

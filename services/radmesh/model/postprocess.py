@@ -223,7 +223,7 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
             masks[c] &= dilate_mm(host, host_dilation_mm, spacing)
             if host_enclosure > 0:
                 masks[c] = remove_unenclosed_components(masks[c], host, spacing, share=host_enclosure)
-        smallest_mm3 = default_min_lesion_mm3(c) if min_lesion_mm3 is None else float(min_lesion_mm3)
+        smallest_mm3 = min_lesion_mm3_of(c, min_lesion_mm3)
         masks[c] = remove_small_components(masks[c], min_voxels=smallest_mm3 / voxel_mm3)
         if lesion_peak > thresholds[c]:
             masks[c] = remove_unconfident_components(masks[c], prob[c], lesion_peak)
@@ -238,7 +238,7 @@ def absorb_lesion_fragments(labels: np.ndarray, voxel_mm3: float, min_lesion_mm3
     relabelled as the most common non-lesion label among the voxels touching it (ties: the lower index)."""
     lesion_labels = np.array(vocab.LESION_INDICES)
     for c in (int(v) for v in np.unique(labels) if int(v) in vocab.LESION_INDICES):
-        smallest_mm3 = default_min_lesion_mm3(c) if min_lesion_mm3 is None else float(min_lesion_mm3)
+        smallest_mm3 = min_lesion_mm3_of(c, min_lesion_mm3)
         if smallest_mm3 / voxel_mm3 <= 1:
             continue
         box = _box(labels == c, pad=(1, 1, 1), shape=labels.shape)
@@ -259,6 +259,12 @@ def absorb_lesion_fragments(labels: np.ndarray, voxel_mm3: float, min_lesion_mm3
 def default_min_lesion_mm3(lesion: int) -> float:
     """The smallest component of lesion class ``lesion`` kept when a request names no minimum, mm³."""
     return LUNG_NODULE_MIN_MM3 if lesion == vocab.LUNG_TUMOR else TOO_SMALL_TO_CHARACTERISE_MM3
+
+
+def min_lesion_mm3_of(lesion: int, requested_mm3: float | None) -> float:
+    """The smallest component of lesion class ``lesion`` kept, mm³: the request's minimum, or the class's
+    default when the request names none (rule 6 and the fragments on the scan's grid use the same one)."""
+    return default_min_lesion_mm3(lesion) if requested_mm3 is None else float(requested_mm3)
 
 
 def host_region(lesion: int, requested: Sequence[int]) -> tuple[int, ...]:
