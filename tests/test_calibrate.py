@@ -12,8 +12,8 @@ import pytest
 
 from radmesh.common import vocabulary as V
 from radmesh.common.errors import InvalidInputError
-from radmesh.model.calibrate import CachedCase, check_validation_seeds, format_organ_rows, main, recommend, \
-    recommend_openings, recommend_thresholds, sweep
+from radmesh.model.calibrate import CachedCase, at_lesion_settings, check_validation_seeds, format_organ_rows, main, \
+    recommend, recommend_openings, recommend_thresholds, sweep
 from radmesh.model.data import PHANTOM_CLASSES
 from radmesh.model.preprocess import body_crop, labels_to_model_space, to_model_space
 from radmesh.phantom.generator import PhantomConfig, generate
@@ -67,6 +67,26 @@ def test_each_organ_and_vessel_gets_the_threshold_with_its_best_dice_the_nearest
     table = format_organ_rows(rows, "organ_threshold")
     assert "| organ | threshold 0.3 | threshold 0.4 | threshold 0.6 | threshold default |" in table
     assert "| Gall Bladder | 0.800 | 0.820 | 0.790 | 0.990 |" in table
+
+
+def test_organ_settings_are_chosen_at_the_recommended_lesion_settings():
+    """A sweep of organ thresholds together with lesion thresholds: the organ rows at another lesion threshold
+    (here one that drops lesion voxels back into the liver) must not count in the organ's choice."""
+    lesion = dict(lesion_peak=0.99, min_lesion_mm3=None, host_enclosure=0.7, sensitivity=1.0)
+    rows = [dict(lesion, lesion_threshold=0.8, fp_per_case=0.0, organ_threshold=None, organ_opening_mm=None,
+                 organ_dice={"Liver": 0.95}),
+            dict(lesion, lesion_threshold=0.5, fp_per_case=1.0, organ_threshold=None, organ_opening_mm=None,
+                 organ_dice={"Liver": 0.95})]
+    for les, thr, d in ((0.8, 0.5, 0.950), (0.8, 0.8, 0.940), (0.5, 0.5, 0.930), (0.5, 0.8, 0.990)):
+        rows.append(dict(lesion, lesion_threshold=les, fp_per_case=0.0 if les == 0.8 else 1.0, organ_threshold=thr,
+                         organ_opening_mm=None, organ_dice={"Liver": d}))
+    chosen = recommend(rows)
+    assert chosen["lesion_threshold"] == 0.8
+    assert recommend_thresholds(rows) == {"Liver": 0.8}                         # mixed: the other lesion row wins
+    picked = at_lesion_settings(rows, chosen)
+    assert {r["lesion_threshold"] for r in picked} == {0.8} and len(picked) == 3
+    assert recommend_thresholds(picked) == {"Liver": 0.5}
+    assert "| Liver | 0.950 | 0.950 | 0.940 |" in format_organ_rows(picked, "organ_threshold")
 
 
 def test_a_run_writes_what_it_recommends_and_keeps_what_it_did_not_sweep():

@@ -122,6 +122,40 @@ def test_reschedule_on_resume(tmp_path):
     assert res["steps_done"] == 2 and res["rescheduled"] == [dict(at_step=1, from_steps=3, to_steps=2)]
 
 
+def test_fine_tune_starts_from_weights_and_records_them(runs, tmp_path):
+    """A fresh run with init_weights starts from that file's parameters (its first step's loss is the
+    source's loss on that batch, not a random model's) and records the source in the new weights."""
+    from radmesh.model.calibration import file_sha256
+
+    _, b, _ = runs
+    source = b / train.WEIGHTS_NAME
+    src_model, src_meta = train.load_weights(source)
+    batch = _FixedBatch().batch
+    with torch.no_grad():
+        src_loss, _ = train.point_loss(src_model(torch.from_numpy(batch["image"]), torch.from_numpy(src_meta["class_embedding"]),
+                                                 points=torch.from_numpy(batch["points"])),
+                                       torch.from_numpy(batch["point_targets"]))
+    res = train.train(tmp_path / "ft", steps=2, seed=9, lr=1e-3, sampler=_FixedBatch(), init_weights=source, **TINY)
+    first = __import__("json").loads((tmp_path / "ft" / "train_log.jsonl").read_text().splitlines()[0])
+    assert first["loss"] == pytest.approx(float(src_loss), rel=1e-5)
+    assert res["init_weights"]["sha256"] == file_sha256(source)
+    _, meta = train.load_weights(res["weights"])
+    assert meta["training"]["init_weights"]["model_version"] == src_meta["model_version"]
+    assert meta["table_sha256"] == src_meta["table_sha256"]
+    # without it, the same seed starts from a random model: another first loss
+    train.train(tmp_path / "fresh", steps=1, seed=9, lr=1e-3, sampler=_FixedBatch(), **TINY)
+    fresh = __import__("json").loads((tmp_path / "fresh" / "train_log.jsonl").read_text().splitlines()[0])
+    assert fresh["loss"] != pytest.approx(first["loss"], rel=1e-3)
+
+
+def test_fine_tune_from_other_architecture_refused(runs, tmp_path):
+    _, b, _ = runs
+    kw = dict(TINY, backbone_kwargs={"width": 4})
+    with pytest.raises(FailedPreconditionError, match="backbone_kwargs"):
+        train.train(tmp_path / "ft", steps=1, seed=9, sampler=_FixedBatch(), init_weights=b / train.WEIGHTS_NAME, **kw)
+    assert not (tmp_path / "ft" / train.CHECKPOINT_NAME).exists()
+
+
 def test_sampler_patches_and_reserved_seeds():
     s = _sampler(1)
     batch = s.next_batch(2)

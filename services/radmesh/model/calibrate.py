@@ -87,6 +87,8 @@ DEFAULT_LESION_THRESHOLD: tuple[float | None, ...] = (None,)
 THRESHOLD_DICE_TOLERANCE = 0.005
 # The per-organ settings a sweep can vary, and the classes each applies to.
 PER_ORGAN_KEYS = {"organ_opening_mm": (vocab.Kind.ORGAN,), "organ_threshold": (vocab.Kind.ORGAN, vocab.Kind.VESSEL)}
+# The settings a sweep can vary that decide which lesions survive (each row holds one value of each).
+LESION_KEYS = ("lesion_peak", "min_lesion_mm3", "host_enclosure", "lesion_threshold")
 
 
 @dataclass
@@ -187,6 +189,13 @@ def recommend(rows: Sequence[dict]) -> dict:
                                    r.get("lesion_threshold") or 0.0))
 
 
+def at_lesion_settings(rows: Sequence[dict], chosen: Mapping) -> list[dict]:
+    """The rows with ``chosen``'s lesion settings (:data:`LESION_KEYS`). The organ recommendations and tables
+    read only these: lesion voxels that a setting drops fall back to their host, so the same organ setting
+    scores differently at other lesion settings, and the calibration pairs the organs with these."""
+    return [r for r in rows if all(r.get(k) == chosen.get(k) for k in LESION_KEYS)]
+
+
 def recommend_per_organ(rows: Sequence[dict], key: str, preference, tolerance: float = 0.0) -> dict[str, float]:
     """Organ (or vessel) name → the uniform value of ``key`` ("organ_opening_mm", "organ_threshold") whose
     rows give its best mean Dice; values within ``tolerance`` of that Dice tie with it, and ties go to the
@@ -249,8 +258,8 @@ def opening_label(value: float | None) -> str:
 
 def format_organ_rows(rows: Sequence[dict], key: str = "organ_opening_mm") -> str:
     """Each organ's mean Dice per value of the per-organ setting ``key`` (the first row of each value among
-    those with the other per-organ settings the weights' own; Dice does not depend on the lesion thresholds except
-    through the lesions' own voxels)."""
+    those with the other per-organ settings the weights' own; give it the rows of one lesion setting,
+    :func:`at_lesion_settings`)."""
     others = [k for k in PER_ORGAN_KEYS if k != key]
     per_value: dict[float | None, dict] = {}
     for r in rows:
@@ -354,16 +363,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares, radii, organ_thresholds,
                  calibration=meta["calibration"], lesion_threshold=lesion_thresholds)
     print(format_rows(rows))
+    rec = recommend(rows)
+    organ_rows = at_lesion_settings(rows, rec)
     openings = thresholds = None
     if len(radii) > 1:
-        print(format_organ_rows(rows, "organ_opening_mm"))
-        openings = recommend_openings(rows)
+        print(format_organ_rows(organ_rows, "organ_opening_mm"))
+        openings = recommend_openings(organ_rows)
         print("recommended organ openings (mm): " + ", ".join(f"{n} {v:g}" for n, v in openings.items()))
     if len(organ_thresholds) > 1:
-        print(format_organ_rows(rows, "organ_threshold"))
-        thresholds = recommend_thresholds(rows)
+        print(format_organ_rows(organ_rows, "organ_threshold"))
+        thresholds = recommend_thresholds(organ_rows)
         print("recommended organ thresholds: " + ", ".join(f"{n} {v:g}" for n, v in thresholds.items()))
-    rec = recommend(rows)
     print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {mm3_label(rec['min_lesion_mm3'])}, "
           f"host_enclosure {rec['host_enclosure']:g}, lesion threshold {opening_label(rec.get('lesion_threshold'))} "
           f"(sensitivity {rec['sensitivity']:.3f}, {rec['fp_per_case']:.2f} FP per case on seeds {seeds})")

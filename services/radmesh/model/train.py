@@ -19,6 +19,14 @@ the weights file :data:`WEIGHTS_NAME`. With ``resume=True`` a run continues from
 checkpoint if one exists (its settings must match) and reproduces the uninterrupted
 run exactly: the sampler regenerates its pool from the phantom seeds it recorded.
 
+``init_weights`` fine-tunes: a fresh run (no checkpoint yet) starts from the parameters of
+that weights file instead of a random initialisation, with a new optimizer and schedule.
+The file must have the run's backbone, backbone settings, classes and class table (else
+FailedPreconditionError naming the difference); its model_version and sha256 are recorded
+in the run's settings and so in the new weights' ``training.init_weights``. A later
+training run at another patch size (the reference model's ``-7`` went from 64³ to 96³
+patches) is a fine-tune of the previous weights, not a resume of its checkpoint.
+
 The weights file (``torch.save`` of plain types and tensors; loads with
 ``weights_only=True``) holds ``state_dict``, ``backbone``, ``backbone_kwargs``,
 ``embed_dim``, ``classes`` (validated class indices) and ``class_names``,
@@ -59,6 +67,9 @@ MODEL_VERSION = "radmesh-unet-phantom-6"
 DEFAULT_BACKBONE = "unet_compact"
 EMBED_DIM = 384
 MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
+# Largest difference between a fine-tune source's class table and this run's encoding of the same prompts
+# that still counts as the same table (float noise between machines; another encoder differs by ~0.1).
+TABLE_TOLERANCE = 1e-4
 _META_KEYS = ("format", "format_version", "model_version", "backbone", "backbone_kwargs", "embed_dim", "classes",
               "class_names", "class_embedding", "encoder_id", "table_sha256", "spacing_mm", "state_dict")
 
@@ -164,7 +175,7 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
           backbone_kwargs: dict | None = None, first_phantom_seed: int = FIRST_TRAINING_SEED,
           weights_path: str | os.PathLike | None = None, log_every: int = 10,
           stop_after: int | None = None, sampler: PhantomPatchSampler | None = None,
-          reschedule: bool = False) -> dict:
+          reschedule: bool = False, init_weights: str | os.PathLike | None = None) -> dict:
     """Train for ``steps`` steps (resuming from ``out_dir/checkpoint.pt`` when present).
 
     ``stop_after`` ends the run early after that many total steps (schedule unchanged; a
@@ -173,6 +184,7 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
     ``sampler`` replaces the phantom sampler (tests use a fixed-batch one). ``reschedule``
     lets a resumed run change ``steps`` (and so the remaining LR schedule: the cosine
     continues from the same step on the new length); all other settings must match.
+    ``init_weights``: a weights file to start from (fine-tuning; see the module docstring).
     """
     if steps < 1 or batch_size < 1:
         raise InvalidInputError("steps and batch_size must be ≥ 1")
@@ -192,6 +204,9 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
     emb = torch.from_numpy(table)
     torch.manual_seed(seed)
     model = build_model(backbone, EMBED_DIM, **settings["backbone_kwargs"])
+    if init_weights is not None:
+        settings["init_weights"], table = _initialise_from(model, Path(init_weights), settings, encoder_id, table)
+        emb, sha = torch.from_numpy(table), settings["init_weights"]["table_sha256"]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
     if sampler is None:
@@ -231,7 +246,8 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
                     patch=int(patch), phantom_seeds=[int(s) for s in sampler.state_dict().get("used_seeds", [])],
                     final_loss=float(np.mean(tail)) if tail else float("nan"), wall_s=float(wall),
                     torch=str(torch.__version__), threads=int(torch.get_num_threads()),
-                    machine=f"{platform.machine()} {os.cpu_count()} CPU", device="cpu", rescheduled=rescheduled)
+                    machine=f"{platform.machine()} {os.cpu_count()} CPU", device="cpu", rescheduled=rescheduled,
+                    init_weights=settings.get("init_weights"))
 
     def save_checkpoint(wall: float) -> None:
         _atomic_save(dict(settings=settings, step=step, model=model.state_dict(), optimizer=opt.state_dict(),
@@ -283,6 +299,34 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
         _atomic_save(weights_dict(model, settings, table, encoder_id, sha, summary(wall)), weights_out)
         result["weights"] = str(weights_out)
     return result
+
+
+def _initialise_from(model: torch.nn.Module, path: Path, settings: dict, encoder_id: str,
+                     table: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Load ``path``'s parameters into ``model`` (a fine-tune's start) after checking that the file was
+    trained for the same architecture, classes and text encoder → (what the run records about it, the
+    file's class table, which the run then trains with).
+
+    The file's table, not a fresh encoding, is kept: re-encoding the same prompts differs in the last
+    float bits between machines (1.8e-7 here), which would change the table's sha256 for nothing. A
+    table further than :data:`TABLE_TOLERANCE` from this run's encoding is another table and refused.
+    """
+    from radmesh.model.calibration import file_sha256
+
+    source, meta = load_weights(path)
+    theirs = dict(backbone=meta["backbone"], backbone_kwargs=dict(meta["backbone_kwargs"]),
+                  classes=[int(c) for c in meta["classes"]], encoder_id=meta["encoder_id"])
+    ours = dict(backbone=settings["backbone"], backbone_kwargs=dict(settings["backbone_kwargs"]),
+                classes=[int(c) for c in settings["classes"]], encoder_id=encoder_id)
+    diff = [f"{k} {theirs[k]!r} (this run: {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
+    if not diff and float(np.abs(meta["class_embedding"] - table).max()) > TABLE_TOLERANCE:
+        diff = [f"class table differs from this run's encoding by more than {TABLE_TOLERANCE}"]
+    if diff:
+        raise FailedPreconditionError(f"cannot fine-tune from {path}: its {'; '.join(diff)}")
+    model.load_state_dict(source.state_dict())
+    record = dict(path=path.name, sha256=file_sha256(path), model_version=str(meta["model_version"]),
+                  steps_done=int(meta.get("training", {}).get("steps_done", 0)), table_sha256=meta["table_sha256"])
+    return record, np.ascontiguousarray(meta["class_embedding"], dtype=np.float32)
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -393,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refresh-count", type=int, default=3)
     ap.add_argument("--stop-after", type=int, default=None)
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--init-weights", default=None, help="fine-tune: start from this weights file's parameters")
+    ap.add_argument("--first-phantom-seed", type=int, default=FIRST_TRAINING_SEED,
+                    help=f"first training phantom seed (≥ {FIRST_TRAINING_SEED})")
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--reschedule", action="store_true", help="resume with a different number of steps")
     ap.add_argument("--no-progress", action="store_true")
@@ -401,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                 checkpoint_every=a.checkpoint_every, num_points=a.num_points, pool_size=a.pool_size, patch=a.patch,
                 refresh_every=a.refresh_every, refresh_count=a.refresh_count,
                 stop_after=a.stop_after, weights_path=a.weights, resume=not a.no_resume,
-                progress=not a.no_progress, reschedule=a.reschedule)
+                progress=not a.no_progress, reschedule=a.reschedule, init_weights=a.init_weights,
+                first_phantom_seed=a.first_phantom_seed)
     print(json.dumps({k: v for k, v in res.items() if k != "phantom_seeds"}, indent=1))
     return 0
 
