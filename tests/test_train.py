@@ -125,7 +125,7 @@ def test_reschedule_on_resume(tmp_path):
 def test_fine_tune_starts_from_weights_and_records_them(runs, tmp_path):
     """A fresh run with init_weights starts from that file's parameters (its first step's loss is the
     source's loss on that batch, not a random model's) and records the source in the new weights."""
-    from radmesh.model.calibration import file_sha256
+    from radmesh.common.fileio import file_sha256
 
     _, b, _ = runs
     source = b / train.WEIGHTS_NAME

@@ -65,7 +65,7 @@ from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Volume
 from radmesh.model.calibration import UNCALIBRATED, Calibration, write_calibration
 from radmesh.model.evaluate import case_metrics, default_weights_path, summarise
-from radmesh.model.postprocess import HOST_ENCLOSURE, THRESHOLD
+from radmesh.model.postprocess import HOST_ENCLOSURE, THRESHOLD, is_opening_mm, is_share, is_threshold
 from radmesh.phantom.generator import Phantom, PhantomConfig, generate
 
 VALIDATION_SEEDS = range(100, 1000)
@@ -334,16 +334,16 @@ def main(argv: list[str] | None = None) -> int:
         peaks = [float(v) for v in a.peaks.split(",")]
         mm3 = values_or_default(a.min_lesion_mm3)
         shares = [float(v) for v in a.host_enclosure.split(",")]
-        if not all(0.0 <= v <= 1.0 for v in shares):
+        if not all(is_share(v) for v in shares):
             raise ValueError(f"host enclosure shares must be in [0, 1], got {a.host_enclosure}")
         radii = values_or_default(a.organ_opening_mm)
-        if not all(v is None or (math.isfinite(v) and v >= 0) for v in radii):
+        if not all(v is None or is_opening_mm(v) for v in radii):
             raise ValueError(f"organ opening radii must be millimetres >= 0, got {a.organ_opening_mm}")
         organ_thresholds = values_or_default(a.organ_threshold)
-        if not all(v is None or 0.0 <= v < 1.0 for v in organ_thresholds):
+        if not all(v is None or is_threshold(v) for v in organ_thresholds):
             raise ValueError(f"organ thresholds must be probabilities in [0, 1), got {a.organ_threshold}")
         lesion_thresholds = values_or_default(a.lesion_threshold)
-        if not all(v is None or 0.0 <= v < 1.0 for v in lesion_thresholds):
+        if not all(v is None or is_threshold(v) for v in lesion_thresholds):
             raise ValueError(f"lesion thresholds must be probabilities in [0, 1), got {a.lesion_threshold}")
         config = None
         if a.lesions is not None:

@@ -25,11 +25,9 @@ File format (JSON; class names are the vocabulary's)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,8 @@ from typing import Any
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError
-from radmesh.model.postprocess import THRESHOLD
+from radmesh.common.fileio import file_sha256, write_text_atomic
+from radmesh.model.postprocess import THRESHOLD, is_opening_mm, is_share, is_threshold
 
 FORMAT = "radmesh-postprocess-calibration"
 FORMAT_VERSION = 1
@@ -73,14 +72,6 @@ def calibration_path(weights: str | os.PathLike) -> Path:
     return p.with_name(p.stem + SUFFIX)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_calibration(weights: str | os.PathLike, weights_sha256: str | None = None) -> Calibration:
     """The calibration beside ``weights`` (:data:`UNCALIBRATED` when there is none).
 
@@ -103,14 +94,14 @@ def load_calibration(weights: str | os.PathLike, weights_sha256: str | None = No
         raise FailedPreconditionError(
             f"calibration {path} was made for weights with sha256 {doc.get('weights_sha256')}, but {weights} has "
             f"sha256 {sha}: calibrate these weights (python -m radmesh.model.calibrate) or remove the file")
-    thresholds = _by_class(path, doc, "class_threshold", lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
-    openings = _by_class(path, doc, "organ_opening_mm", lambda v: v >= 0.0, "millimetres ≥ 0")
+    thresholds = _by_class(path, doc, "class_threshold", is_threshold, "a probability in [0, 1)")
+    openings = _by_class(path, doc, "organ_opening_mm", is_opening_mm, "millimetres ≥ 0")
     not_organs = [vocab.get(c).name for c in openings if vocab.get(c).kind is not vocab.Kind.ORGAN]
     if not_organs:
         raise FailedPreconditionError(f"calibration {path}: organ_opening_mm lists {', '.join(not_organs)}, "
                                       f"which are not organs")
     peak = doc.get("lesion_peak", THRESHOLD)
-    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0.0 <= float(peak) <= 1.0:
+    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not is_share(float(peak)):
         raise FailedPreconditionError(f"calibration {path}: lesion_peak must be a probability in [0, 1], got {peak!r}")
     return Calibration(thresholds, openings, float(peak), str(path))
 
@@ -128,16 +119,7 @@ def write_calibration(weights: str | os.PathLike, calibration: Calibration, mode
                class_threshold={vocab.get(c).name: float(t) for c, t in sorted(calibration.class_threshold.items())},
                organ_opening_mm={vocab.get(c).name: float(r) for c, r in sorted(calibration.organ_opening_mm.items())},
                lesion_peak=float(calibration.lesion_peak))
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 
 def _by_class(path: Path, doc: Mapping[str, Any], key: str, ok, meaning: str) -> dict[int, float]:

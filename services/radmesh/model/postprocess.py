@@ -127,6 +127,23 @@ MIN_BODY_ELONGATION = 1.1      # in-plane long/short axis ratio below which the 
 STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
 
+# The valid values of the settings, defined once for the post-processing, the calibration file and the
+# calibration tool.
+def is_threshold(value: float) -> bool:
+    """Rule 1's thresholds: probabilities in [0, 1) (at 1 no voxel could pass)."""
+    return 0.0 <= value < 1.0
+
+
+def is_opening_mm(value: float) -> bool:
+    """Rule 3's opening radii: finite millimetres ≥ 0 (0: no opening)."""
+    return math.isfinite(value) and value >= 0.0
+
+
+def is_share(value: float) -> bool:
+    """The lesion peak and the host enclosure: in [0, 1] (0 turns the rule off)."""
+    return 0.0 <= value <= 1.0
+
+
 def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 spacing_zyx_mm: float | Sequence[float], *, threshold: float = THRESHOLD,
                 min_lesion_mm3: float | None = None, lesion_peak: float = THRESHOLD,
@@ -154,19 +171,19 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                                 f"got shape {probs.shape}")
     if len(set(classes)) != len(classes):
         raise InvalidInputError(f"class indices must be distinct, got {classes}")
-    if not 0.0 <= float(lesion_peak) <= 1.0:
+    if not is_share(float(lesion_peak)):
         raise InvalidInputError(f"lesion_peak must be a probability in [0, 1], got {lesion_peak}")
-    if not 0.0 <= float(host_enclosure) <= 1.0:
+    if not is_share(float(host_enclosure)):
         raise InvalidInputError(f"host_enclosure must be a share in [0, 1], got {host_enclosure}")
     for c in classes:
         vocab.get(c)
     openings = dict(organ_opening_mm or {})
-    bad = {c: r for c, r in openings.items() if not (math.isfinite(float(r)) and float(r) >= 0)}
+    bad = {c: r for c, r in openings.items() if not is_opening_mm(float(r))}
     if bad:
         raise InvalidInputError(f"organ opening radii must be finite millimetres ≥ 0, got {bad}")
     thresholds = {c: float(threshold) for c in classes}
     thresholds.update({int(c): float(t) for c, t in (class_threshold or {}).items() if int(c) in thresholds})
-    bad = {c: t for c, t in thresholds.items() if not 0.0 <= t < 1.0}
+    bad = {c: t for c, t in thresholds.items() if not is_threshold(t)}
     if bad:
         raise InvalidInputError(f"thresholds must be probabilities in [0, 1), got {bad}")
     spacing = _spacing3(spacing_zyx_mm)

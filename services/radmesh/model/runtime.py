@@ -18,7 +18,7 @@ from typing import Any
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
-from radmesh.common.fileio import write_text_atomic
+from radmesh.common.fileio import file_sha256, write_text_atomic
 from radmesh.common.imageio import write_volume
 from radmesh.common.volume import Volume
 from radmesh.model.evaluate import default_weights_path
@@ -26,14 +26,6 @@ from radmesh.model.evaluate import default_weights_path
 
 def cache_dir() -> Path:
     return Path(os.environ.get("RADMESH_CACHE", Path.home() / ".cache" / "radmesh"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load(weights: str | os.PathLike | None = None):
@@ -66,7 +58,7 @@ def onnx_for(weights: str | os.PathLike | None = None, out: str | os.PathLike | 
     model, meta = load(weights)
     path = Path(meta["path"])
     # keyed by the weights and the graph format, so neither a new file nor a new exporter reuses an old graph
-    key = hashlib.sha256(f"{_sha256(path)}:{FORMAT}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{meta.get('file_sha256') or file_sha256(path)}:{FORMAT}".encode()).hexdigest()[:16]
     target = Path(out) if out else cache_dir() / "onnx" / f"{key}.onnx"
     if target.is_file() and out is None:
         return target, None

@@ -40,6 +40,8 @@ is wrong.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import math
 import os
@@ -55,6 +57,7 @@ from tqdm import tqdm
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
+from radmesh.common.fileio import atomic_output, file_sha256
 from radmesh.model.data import FIRST_TRAINING_SEED, PATCH, PHANTOM_CLASSES, PhantomPatchSampler
 from radmesh.model.network import build_model
 from radmesh.model.preprocess import HU_WINDOW, MODEL_SPACING_MM
@@ -113,10 +116,10 @@ def lr_factor(step: int, total: int, warmup: int, floor: float = 0.01) -> float:
 # ---- checkpoints --------------------------------------------------------------------
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    # a file object, not the temporary name: torch derives the archive's record name from a path, and
+    # refuses one that starts with a dot
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 @contextlib.contextmanager
@@ -311,7 +314,6 @@ def _initialise_from(model: torch.nn.Module, path: Path, settings: dict, encoder
     float bits between machines (1.8e-7 here), which would change the table's sha256 for nothing. A
     table further than :data:`TABLE_TOLERANCE` from this run's encoding is another table and refused.
     """
-    from radmesh.model.calibration import file_sha256
 
     source, meta = load_weights(path)
     theirs = dict(backbone=meta["backbone"], backbone_kwargs=dict(meta["backbone_kwargs"]),
@@ -357,8 +359,10 @@ def load_weights(path: str | os.PathLike, expected_encoder_id: str | None = None
     size = p.stat().st_size
     if size > MAX_WEIGHTS_BYTES * 4:
         raise FailedPreconditionError(f"model weights {p} are {size} bytes, too large for a radmesh weights file")
+    # read once: the calibration is bound to the hash of exactly the bytes loaded here
+    data = p.read_bytes()
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
         raise FailedPreconditionError(f"model weights {p} are corrupt or not a torch file "
                                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
@@ -411,7 +415,8 @@ def load_weights(path: str | os.PathLike, expected_encoder_id: str | None = None
     from radmesh.model.calibration import load_calibration
 
     # the post-processing values measured for exactly this file, if any (radmesh.model.calibration)
-    meta["calibration"] = load_calibration(p)
+    meta["file_sha256"] = hashlib.sha256(data).hexdigest()
+    meta["calibration"] = load_calibration(p, meta["file_sha256"])
     return model, meta
 
 

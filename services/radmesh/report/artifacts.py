@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
+from radmesh.common.fileio import current_umask
 from radmesh.common.imageio import write_volume
 from radmesh.common.volume import Volume
 from radmesh.report.core import Report
@@ -124,7 +125,7 @@ def write_report_folder(out_dir: str | os.PathLike, files: Mapping[str, bytes]) 
         try:
             for name, data in files.items():
                 (tmp / name).write_bytes(data)
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a result folder should read like any other
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a result folder should read like any other
             os.rename(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -139,7 +140,7 @@ def write_report_folder(out_dir: str | os.PathLike, files: Mapping[str, bytes]) 
             staged.append((Path(tmp_name), out / name))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            os.chmod(tmp_name, 0o666 & ~_umask())
+            os.chmod(tmp_name, 0o666 & ~current_umask())
         for tmp_path, target in staged:
             os.replace(tmp_path, target)
     except BaseException:
@@ -148,8 +149,3 @@ def write_report_folder(out_dir: str | os.PathLike, files: Mapping[str, bytes]) 
         raise
     return [target for _, target in staged]
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -74,6 +74,7 @@ import numpy as np
 
 from radmesh.common import vocabulary
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
+from radmesh.common.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +125,6 @@ class TextEncoder(Protocol):
 def class_prompt(index: int) -> str:
     """The prompt a class is embedded with: ``"A computerized tomography of a {name}"``."""
     return vocabulary.UNIVERSAL_MODEL_TEMPLATE.format(name=vocabulary.get(index).name)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def table_sha256(array: np.ndarray) -> str:
