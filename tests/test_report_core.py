@@ -8,7 +8,6 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-import pydicom
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid

@@ -20,7 +20,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.imageio import read_volume
 from radmesh.model.evaluate import default_weights_path
 from radmesh.segmentation.client import list_classes_remote, read_events, segment_remote, segment_requests
-from radmesh.v1 import common_pb2, segmentation_pb2_grpc
+from radmesh.v1 import segmentation_pb2_grpc
 
 pytestmark = pytest.mark.skipif(not default_weights_path().is_file(),
                                 reason="reference weights are not in this checkout")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import grpc
-
 from radmesh.common.grpcclient import call_errors, channel
 from radmesh.common.protojson import to_plain
 from radmesh.common.transport import volume_parts
