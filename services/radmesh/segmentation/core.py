@@ -110,7 +110,7 @@ class ModelInfo:
     """Identity of the loaded model (the proto's ModelInfo plus what the service checks)."""
 
     model_id: str  # "radmesh-unet-phantom", from the weights file name
-    model_version: str  # "radmesh-unet-phantom-6"
+    model_version: str  # "radmesh-unet-phantom-7"
     embedding_backend: str  # "minilm" | "clip" | "table"
     class_table_sha256: str  # hex SHA-256 of the class table the model was trained with
     encoder_id: str  # the text encoder that made that table
