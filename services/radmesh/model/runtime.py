@@ -18,7 +18,7 @@ from typing import Any
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
-from radmesh.common.fileio import file_sha256, write_text_atomic
+from radmesh.common.fileio import write_text_atomic
 from radmesh.common.imageio import write_volume
 from radmesh.common.volume import Volume
 from radmesh.model.evaluate import default_weights_path
@@ -56,9 +56,8 @@ def onnx_for(weights: str | os.PathLike | None = None, out: str | os.PathLike | 
     from radmesh.model.export import FORMAT, export_onnx
 
     model, meta = load(weights)
-    path = Path(meta["path"])
     # keyed by the weights and the graph format, so neither a new file nor a new exporter reuses an old graph
-    key = hashlib.sha256(f"{meta.get('file_sha256') or file_sha256(path)}:{FORMAT}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{meta['file_sha256']}:{FORMAT}".encode()).hexdigest()[:16]
     target = Path(out) if out else cache_dir() / "onnx" / f"{key}.onnx"
     if target.is_file() and out is None:
         return target, None

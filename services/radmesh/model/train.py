@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
-from radmesh.common.fileio import atomic_output, file_sha256
+from radmesh.common.fileio import atomic_output
 from radmesh.model.data import FIRST_TRAINING_SEED, PATCH, PHANTOM_CLASSES, PhantomPatchSampler
 from radmesh.model.network import build_model
 from radmesh.model.preprocess import HU_WINDOW, MODEL_SPACING_MM
@@ -314,7 +314,6 @@ def _initialise_from(model: torch.nn.Module, path: Path, settings: dict, encoder
     float bits between machines (1.8e-7 here), which would change the table's sha256 for nothing. A
     table further than :data:`TABLE_TOLERANCE` from this run's encoding is another table and refused.
     """
-
     source, meta = load_weights(path)
     theirs = dict(backbone=meta["backbone"], backbone_kwargs=dict(meta["backbone_kwargs"]),
                   classes=[int(c) for c in meta["classes"]], encoder_id=meta["encoder_id"])
@@ -326,7 +325,7 @@ def _initialise_from(model: torch.nn.Module, path: Path, settings: dict, encoder
     if diff:
         raise FailedPreconditionError(f"cannot fine-tune from {path}: its {'; '.join(diff)}")
     model.load_state_dict(source.state_dict())
-    record = dict(path=path.name, sha256=file_sha256(path), model_version=str(meta["model_version"]),
+    record = dict(path=path.name, sha256=meta["file_sha256"], model_version=str(meta["model_version"]),
                   steps_done=int(meta.get("training", {}).get("steps_done", 0)), table_sha256=meta["table_sha256"])
     return record, np.ascontiguousarray(meta["class_embedding"], dtype=np.float32)
 
@@ -344,6 +343,7 @@ def load_weights(path: str | os.PathLike, expected_encoder_id: str | None = None
     """(model in eval mode, meta) from a weights file; meta is everything but the state_dict,
     with ``class_embedding`` as a (K, E) float32 numpy array.
 
+    ``meta["file_sha256"]``: the hex SHA-256 of the bytes loaded (the file is read once).
     ``meta["calibration"]``: the weights' post-processing calibration
     (:func:`radmesh.model.calibration.load_calibration`; UNCALIBRATED when there is none).
 
