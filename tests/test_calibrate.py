@@ -37,6 +37,25 @@ def test_recommend_prefers_sensitivity_then_fewest_false_positives_then_lower_th
     les = [dict(rows[1], lesion_threshold=t, fp_per_case=fp) for t, fp in ((0.9, 1.0), (0.7, 1.0), (None, 2.0))]
     assert recommend(les) is les[1]
     assert recommend(les[:2] + [dict(les[2], fp_per_case=1.0)])["lesion_threshold"] is None
+    # rows that sweep a per-class setting are not candidates when the weights' own are in the sweep
+    el = [dict(rows[1], lesion_max_elongation=2.5, fp_per_case=0.0), dict(rows[1], lesion_max_elongation=None)]
+    assert recommend(el) is el[1]
+
+
+def test_each_lesion_class_gets_the_elongation_that_finds_most_then_leaves_fewest_false_positives():
+    from radmesh.model.calibrate import recommend_elongations
+
+    def row(v, liver, kidney):
+        return dict(lesion_max_elongation=v, organ_opening_mm=None, organ_threshold=None,
+                    lesion_classes={"Liver Tumor": dict(zip(("detected", "total", "false_positives"), liver)),
+                                    "Kidney Tumor": dict(zip(("detected", "total", "false_positives"), kidney))})
+    rows = [row(0.0, (5, 5, 4), (4, 4, 0)), row(3.0, (5, 5, 2), (4, 4, 0)), row(2.5, (5, 5, 1), (3, 4, 0)),
+            row(2.0, (4, 5, 0), (3, 4, 0)), row(None, (5, 5, 0), (4, 4, 0))]   # the weights' own: no candidate
+    # liver: 2.5 leaves fewest false positives of those that find all 5; kidney: nothing to gain, so no rule
+    assert recommend_elongations(rows) == {"Liver Tumor": 2.5, "Kidney Tumor": 0.0}
+    # among equals the largest value, which cuts least
+    assert recommend_elongations([row(2.5, (5, 5, 1), (4, 4, 0)), row(3.0, (5, 5, 1), (4, 4, 0))]) == \
+        {"Liver Tumor": 3.0, "Kidney Tumor": 3.0}
 
 
 def test_lesion_thresholds_are_recommended_for_the_shipped_organ_openings():
@@ -94,10 +113,13 @@ def test_a_run_writes_what_it_recommends_and_keeps_what_it_did_not_sweep():
     from radmesh.model.calibration import Calibration
 
     current = Calibration(class_threshold={V.LIVER: 0.8, V.LIVER_TUMOR: 0.7}, organ_opening_mm={V.STOMACH: 9.0},
-                          lesion_peak=0.99)
+                          lesion_peak=0.99, lesion_max_elongation={V.LIVER_TUMOR: 3.0})
     kept = recommended_calibration(current, 0.95, openings=None, thresholds=None)
-    assert (dict(kept.class_threshold), dict(kept.organ_opening_mm), kept.lesion_peak) == \
-        ({V.LIVER: 0.8, V.LIVER_TUMOR: 0.7}, {V.STOMACH: 9.0}, 0.95)
+    assert (dict(kept.class_threshold), dict(kept.organ_opening_mm), kept.lesion_peak, kept.lesion_max_elongation) == \
+        ({V.LIVER: 0.8, V.LIVER_TUMOR: 0.7}, {V.STOMACH: 9.0}, 0.95, {V.LIVER_TUMOR: 3.0})
+    # an elongation of 0 is no rule: not written
+    new_el = recommended_calibration(current, 0.95, None, None, elongations={"Liver Tumor": 0.0, "Pancreas Tumor": 2.5})
+    assert dict(new_el.lesion_max_elongation) == {V.PANCREAS_TUMOR: 2.5}
     new = recommended_calibration(current, 0.99, openings={"Stomach": 0.0, "Liver": 4.5},
                                   thresholds={"Liver": 0.5, "Aorta": 0.9}, lesion_threshold=0.8,
                                   lesions=[V.LIVER_TUMOR, V.KIDNEY_CYST])
@@ -148,6 +170,20 @@ def test_sweep_on_truth_probabilities_finds_every_lesion_without_false_positives
     liver = V.get(V.LIVER).name
     assert {k: v for k, v in lesion[0]["organ_dice"].items() if k != liver} == \
         {k: v for k, v in lesion[1]["organ_dice"].items() if k != liver}
+    # lesion elongations: the truth's lesions (at most 1.9 times as long as thick) pass 2.5 and none passes 1;
+    # a false "tumour" drawn along a strand of the liver is a false positive of its class until 2.5 removes it
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(labels[box] == V.LIVER)      # voxels to the nearest non-liver (or tumour)
+    z, y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    assert depth[z, y, x] >= 8
+    strand = np.s_[z - 1:z + 1, y - 1:y + 1, x - 6:x + 6]                # 2 × 2 × 12 voxels, deep in the liver
+    probs[classes.index(V.LIVER_TUMOR)][strand] = 0.95
+    case = CachedCase(ph, image, box, body, probs)
+    elong = sweep([case], classes, peaks=(0.5,), min_lesion_mm3=(20.0,), lesion_max_elongation=(0.0, 2.5, 1.0))
+    assert [r["lesion_max_elongation"] for r in elong] == [0.0, 2.5, 1.0]
+    assert [r["lesion_classes"][V.get(V.LIVER_TUMOR).name]["false_positives"] for r in elong] == [1, 0, 0]
+    assert elong[0]["sensitivity"] == elong[1]["sensitivity"] == 1.0 and elong[2]["detected"] == 0
 
 
 def test_cli_refuses_a_negative_organ_opening_in_one_line_before_loading_a_model():
@@ -163,6 +199,11 @@ def test_cli_refuses_an_organ_threshold_outside_a_probability_in_one_line():
 def test_cli_refuses_a_lesion_threshold_outside_a_probability_in_one_line():
     with pytest.raises(SystemExit, match=r"radmesh calibrate: lesion thresholds must be probabilities in \[0, 1\), got 1.5"):
         main(["--lesion-threshold", "1.5"])
+
+
+def test_cli_refuses_a_lesion_elongation_below_one_in_one_line():
+    with pytest.raises(SystemExit, match=r"radmesh calibrate: lesion elongations must be ratios >= 1 \(0: no rule\), got 3,0.5"):
+        main(["--lesion-max-elongation", "3,0.5"])
 
 
 def test_cli_refuses_a_lesion_class_the_phantoms_cannot_hold_in_one_line():

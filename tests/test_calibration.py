@@ -17,6 +17,8 @@ from radmesh.model.evaluate import default_weights_path
 from radmesh.model.postprocess import postprocess
 
 SHIPPED = default_weights_path()
+# docs/model_card.md's values for the shipped weights (lesion elongations chosen on validation seeds 100-131)
+SHIPPED_ELONGATION = {V.KIDNEY_TUMOR: 3.5, V.LIVER_TUMOR: 2.75, V.PANCREAS_TUMOR: 2.5}
 needs_weights = pytest.mark.skipif(not SHIPPED.is_file(), reason="reference weights are not in this checkout")
 
 
@@ -46,12 +48,14 @@ def test_the_shipped_weights_carry_their_calibration():
     assert cal.organ_opening_mm == {V.SPLEEN: 3.0, V.RIGHT_KIDNEY: 3.0, V.LEFT_KIDNEY: 3.0, V.GALL_BLADDER: 6.0,
                                     V.LIVER: 3.0, V.PANCREAS: 4.5, V.STOMACH: 9.0}
     assert cal.lesion_peak == 0.99
+    assert cal.lesion_max_elongation == SHIPPED_ELONGATION
 
 
 def test_weights_without_a_calibration_file_get_none(weights):
     cal = load_calibration(weights)
     assert cal is UNCALIBRATED and cal.source is None
-    assert cal.postprocess_kwargs() == dict(class_threshold={}, organ_opening_mm={}, lesion_peak=0.5)
+    assert cal.postprocess_kwargs() == dict(class_threshold={}, organ_opening_mm={}, lesion_peak=0.5,
+                                            lesion_max_elongation={})
 
 
 def test_a_calibration_file_is_read_by_class_name(weights):
@@ -76,6 +80,10 @@ def test_a_calibration_made_for_other_weights_is_refused(weights):
     (dict(organ_opening_mm={"Aorta": 3.0}), "Aorta, which are not organs"),
     (dict(organ_opening_mm={"Liver": -1}), "must be millimetres ≥ 0"),
     (dict(lesion_peak=True), "lesion_peak must be a probability"),
+    (dict(lesion_max_elongation={"Liver Tumor": 0.5}), r"lesion_max_elongation\['Liver Tumor'\] must be a finite "
+                                                         r"ratio ≥ 1 \(0: no rule\), got 0.5"),
+    (dict(lesion_max_elongation={"Liver": 3.0}), "lesion_max_elongation lists Liver, which are not lesions"),
+    (dict(lesion_max_elongation=2.5), "lesion_max_elongation must map class names to numbers"),
     (dict(class_threshold=[0.3]), "must map class names to numbers"),
 ])
 def test_an_invalid_calibration_file_names_its_problem(weights, fields, message):
@@ -128,12 +136,12 @@ def test_load_weights_and_the_pipeline_use_the_file_beside_the_weights(tmp_path,
 
 def test_a_written_calibration_reads_back_bound_to_its_weights(weights):
     cal = UNCALIBRATED.__class__(class_threshold={V.AORTA: 0.9, V.SPLEEN: 0.2}, organ_opening_mm={V.LIVER: 4.5},
-                                 lesion_peak=0.98)
+                                 lesion_peak=0.98, lesion_max_elongation={V.LIVER_TUMOR: 3.0})
     path = write_calibration(weights, cal, "mine-1", "validation cases 1-8")
     assert path == calibration_path(weights)
     assert set(weights.parent.iterdir()) == {weights, path}              # no temporary file left beside it
     back = load_calibration(weights)
-    assert (dict(back.class_threshold), dict(back.organ_opening_mm), back.lesion_peak) == \
-        ({V.AORTA: 0.9, V.SPLEEN: 0.2}, {V.LIVER: 4.5}, 0.98)
+    assert (dict(back.class_threshold), dict(back.organ_opening_mm), back.lesion_peak, back.lesion_max_elongation) == \
+        ({V.AORTA: 0.9, V.SPLEEN: 0.2}, {V.LIVER: 4.5}, 0.98, {V.LIVER_TUMOR: 3.0})
     doc = json.loads(path.read_text())
     assert doc["class_threshold"] == {"Spleen": 0.2, "Aorta": 0.9} and doc["chosen_on"] == "validation cases 1-8"

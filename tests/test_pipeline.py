@@ -320,6 +320,40 @@ def test_unconfident_lesions_are_removed_by_their_peak_probability():
         postprocess(p, [V.LUNG_TUMOR], 1.5, lesion_peak=1.5)
 
 
+def test_elongation_is_the_ratio_of_the_longest_to_the_shortest_principal_axis():
+    from radmesh.model.postprocess import elongation
+
+    zz, yy, xx = np.mgrid[-10:11, -10:11, -10:11]
+    ball = np.argwhere(zz ** 2 + yy ** 2 + xx ** 2 <= 100)
+    assert elongation(ball, (1.0, 1.0, 1.0)) == pytest.approx(1.0, abs=0.01)
+    cigar = np.argwhere((zz / 9.5) ** 2 + (yy / 3.2) ** 2 + (xx / 3.2) ** 2 <= 1)   # three times as long as wide
+    assert elongation(cigar, (1.0, 1.0, 1.0)) == pytest.approx(3.0, rel=0.05)
+    # in millimetres, not voxels: the same voxels on a grid 3 times as fine across are a ball again
+    assert elongation(cigar, (1.0, 3.0, 3.0)) == pytest.approx(1.0, rel=0.05)
+    assert elongation(np.array([[4, 5, 6]]), (1.5, 1.5, 1.5)) == 1.0                   # a voxel fills a cube
+    sheet = np.argwhere(np.ones((1, 10, 10), bool))                                   # a voxel thick: finite
+    assert elongation(sheet, (1.0, 1.0, 1.0)) == pytest.approx(10.0, rel=0.01)
+
+
+def test_elongated_lesions_are_removed_when_the_weights_say_so():
+    # a round lesion 6 voxels across and a strand 12 × 2 × 2 voxels (a vessel the model called a lesion)
+    p = _probs((30, 30, 30), (0, S[2:8, 2:8, 2:8], 0.99), (0, S[15:27, 20:22, 20:22], 0.99))
+    kept = postprocess(p, [V.LIVER_TUMOR], 1.5, **NOPEAK)
+    assert kept[4, 4, 4] == V.LIVER_TUMOR and kept[20, 21, 21] == V.LIVER_TUMOR       # by default: no rule
+    organs = postprocess(p, [V.LIVER], 1.5, lesion_max_elongation={V.LIVER: 1.0})     # organs are not filtered
+    assert np.count_nonzero(organs) == 6 ** 3                                         # (its most confident piece)
+    out = postprocess(p, [V.LIVER_TUMOR], 1.5, lesion_max_elongation={V.LIVER_TUMOR: 2.5}, **NOPEAK)
+    assert out[4, 4, 4] == V.LIVER_TUMOR and out[20, 21, 21] == 0
+    assert np.count_nonzero(out) == 6 ** 3
+    # per class: a class the table does not list keeps its strand, and 0 is no rule
+    other = postprocess(p, [V.KIDNEY_TUMOR], 1.5, lesion_max_elongation={V.LIVER_TUMOR: 2.5}, **NOPEAK)
+    off = postprocess(p, [V.LIVER_TUMOR], 1.5, lesion_max_elongation={V.LIVER_TUMOR: 0}, **NOPEAK)
+    assert other[20, 21, 21] == V.KIDNEY_TUMOR and off[20, 21, 21] == V.LIVER_TUMOR
+    for bad in (0.5, float("inf"), float("nan")):
+        with pytest.raises(InvalidInputError, match="lesion_max_elongation"):
+            postprocess(p, [V.LIVER_TUMOR], 1.5, lesion_max_elongation={V.LIVER_TUMOR: bad})
+
+
 def test_lesions_sharing_a_host_take_one_class_per_lesion():
     classes = [V.KIDNEY_TUMOR, V.KIDNEY_CYST]
     p = _probs((30, 30, 30), (1, S[8:16, 8:16, 4:12], 0.98),               # a cyst, 8³ voxels ...

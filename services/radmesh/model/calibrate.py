@@ -36,14 +36,19 @@ within 0.005 of it tie, and ties go to the value nearest 0.5, the sigmoid's own 
 ``--lesion-threshold`` sweeps rule 1's threshold of the lesion classes, one value for all of them per
 row; it is chosen with the lesion peak, minimum and enclosure above (sensitivity, then false
 positives, then the lower value). A lesion drawn at a higher threshold is drawn less far into its
-host, which also lets it pass the enclosure rule.
+host, which also lets it pass the enclosure rule. ``--lesion-max-elongation`` sweeps rule 6's largest
+elongation of a lesion (the weights' per-class ``lesion_max_elongation``), one value for every lesion
+class per row (0: no rule), at the lesion settings recommended from the rows with the weights' own
+elongations; each lesion class gets the value that finds most of its lesions, then leaves the fewest
+of its false positives (ties: the value that cuts least, no rule first). A rule on one class's
+components moves no other class's lesions, so the classes are chosen apart, as the organs' openings.
 
 The recommendations are printed and written to ``--json``; the calibration file beside the
 weights (:mod:`radmesh.model.calibration`, whose docstring gives its format) is what the
 pipeline applies. ``--write-calibration`` writes it from this run: the recommended lesion
-peak, and the recommended organ openings, organ and vessel thresholds and lesion threshold
-where the run swept them (the weights' current values where it did not). The minimum lesion size and the enclosure share
-are printed only: they are rules for every model, not a calibration.
+peak, and the recommended organ openings, organ and vessel thresholds, lesion threshold and lesion
+elongations where the run swept them (the weights' current values where it did not). The minimum
+lesion size and the enclosure share are printed only: they are rules for every model, not a calibration.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Volume
 from radmesh.model.calibration import UNCALIBRATED, Calibration, write_calibration
 from radmesh.model.evaluate import case_metrics, default_weights_path, summarise
-from radmesh.model.postprocess import HOST_ENCLOSURE, THRESHOLD, is_opening_mm, is_share, is_threshold
+from radmesh.model.postprocess import HOST_ENCLOSURE, THRESHOLD, is_elongation, is_opening_mm, is_share, is_threshold
 from radmesh.phantom.generator import Phantom, PhantomConfig, generate
 
 VALIDATION_SEEDS = range(100, 1000)
@@ -82,6 +87,12 @@ DEFAULT_ORGAN_OPENING_MM: tuple[float | None, ...] = (None,)
 DEFAULT_ORGAN_THRESHOLD: tuple[float | None, ...] = (None,)
 # None: the weights' lesion thresholds (their calibration file; 0.5 for a lesion it does not list).
 DEFAULT_LESION_THRESHOLD: tuple[float | None, ...] = (None,)
+# None: the weights' lesion elongations (their calibration file; a class it does not list: no rule). The
+# grid to sweep (0: no rule) stops at 2.5: the phantom's lesions are up to 1.9 times as long as they are
+# thick (semi-axes c ≥ 0.525 a, radmesh.phantom.lesions), a scan's thick slices stretch a small one
+# further (2.3 on validation seeds 100-115), and a lower limit cuts into real lesions.
+ELONGATION_GRID = (0.0, 4.0, 3.5, 3.0, 2.75, 2.5)
+DEFAULT_LESION_MAX_ELONGATION: tuple[float | None, ...] = (None,)
 # Mean Dice differences this small are noise on a few validation cases (seeds 100-107: an organ's Dice
 # moves by about this much between neighbouring thresholds): they do not move a threshold off 0.5.
 THRESHOLD_DICE_TOLERANCE = 0.005
@@ -89,6 +100,8 @@ THRESHOLD_DICE_TOLERANCE = 0.005
 PER_ORGAN_KEYS = {"organ_opening_mm": (vocab.Kind.ORGAN,), "organ_threshold": (vocab.Kind.ORGAN, vocab.Kind.VESSEL)}
 # The settings a sweep can vary that decide which lesions survive (each row holds one value of each).
 LESION_KEYS = ("lesion_peak", "min_lesion_mm3", "host_enclosure", "lesion_threshold")
+# The per-class settings chosen class by class from uniform sweeps; a row's None is the weights' own table.
+PER_CLASS_KEYS = (*PER_ORGAN_KEYS, "lesion_max_elongation")
 
 
 @dataclass
@@ -133,20 +146,22 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
           organ_opening_mm: Sequence[float | None] = DEFAULT_ORGAN_OPENING_MM,
           organ_threshold: Sequence[float | None] = DEFAULT_ORGAN_THRESHOLD,
           calibration: Calibration = UNCALIBRATED,
-          lesion_threshold: Sequence[float | None] = DEFAULT_LESION_THRESHOLD) -> list[dict]:
+          lesion_threshold: Sequence[float | None] = DEFAULT_LESION_THRESHOLD,
+          lesion_max_elongation: Sequence[float | None] = DEFAULT_LESION_MAX_ELONGATION) -> list[dict]:
     """One summary row per (lesion_peak, min_lesion_mm3, host_enclosure, organ_opening_mm, organ_threshold,
-    lesion_threshold); a None minimum is each class's default, a None opening or threshold the table of
-    ``calibration`` (the weights'), a number that radius for every organ, that threshold for every organ
-    and vessel, or that threshold for every lesion class."""
+    lesion_threshold, lesion_max_elongation); a None minimum is each class's default, a None opening,
+    threshold or elongation the table of ``calibration`` (the weights'), a number that radius for every
+    organ, that threshold for every organ and vessel, that threshold for every lesion class, or that
+    elongation for every lesion class (0: no rule)."""
     from radmesh.model.pipeline import labels_on_ct_grid
 
     organs = [c for c in classes if vocab.get(c).kind is vocab.Kind.ORGAN]
     anatomy = [c for c in classes if vocab.get(c).kind in (vocab.Kind.ORGAN, vocab.Kind.VESSEL)]
     rows = []
     lesions = [c for c in classes if vocab.get(c).is_lesion]
-    for peak, mm3, share, radius, thr, les_thr in itertools.product(peaks, min_lesion_mm3, host_enclosure,
-                                                                    organ_opening_mm, organ_threshold,
-                                                                    lesion_threshold):
+    for peak, mm3, share, radius, thr, les_thr, elong in itertools.product(peaks, min_lesion_mm3, host_enclosure,
+                                                                           organ_opening_mm, organ_threshold,
+                                                                           lesion_threshold, lesion_max_elongation):
         per_case = []
         openings = calibration.organ_opening_mm if radius is None else {c: float(radius) for c in organs}
         thresholds = dict(calibration.class_threshold)
@@ -159,17 +174,21 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
                                           case.box, case.body, case.phantom.ct.geometry,
                                           lesion_peak=float(peak), host_enclosure=float(share),
                                           min_lesion_mm3=None if mm3 is None else float(mm3),
-                                          organ_opening_mm=openings, class_threshold=thresholds)
+                                          organ_opening_mm=openings, class_threshold=thresholds,
+                                          lesion_max_elongation=calibration.lesion_max_elongation if elong is None
+                                          else {c: float(elong) for c in lesions})
             per_case.append(case_metrics(case.phantom.ct, case.phantom.labels, case.phantom.truth, labels))
         s = summarise(per_case)
         rows.append(dict(lesion_peak=float(peak), min_lesion_mm3=None if mm3 is None else float(mm3),
                          host_enclosure=float(share), organ_opening_mm=None if radius is None else float(radius),
                          organ_threshold=None if thr is None else float(thr),
                          lesion_threshold=None if les_thr is None else float(les_thr),
+                         lesion_max_elongation=None if elong is None else float(elong),
                          sensitivity=s["lesions"]["sensitivity"],
                          detected=s["lesions"]["detected"],
                          total=s["lesions"]["total"], fp_per_case=s["lesions"]["fp_per_case"],
                          median_diameter_error_mm=s["lesions"]["median_abs_diameter_error_mm"],
+                         lesion_classes=s["lesions"]["per_class"],
                          mean_organ_dice=s["mean_organ_dice"],
                          organ_dice={name: v["mean"] for name, v in s["organs"].items()}))
     return rows
@@ -177,9 +196,9 @@ def sweep(cases: Sequence[CachedCase], classes: Sequence[int], peaks: Sequence[f
 
 def recommend(rows: Sequence[dict]) -> dict:
     """The fewest false positives among the rows with the best sensitivity (ties: lower thresholds), among
-    the rows with the weights' own organ openings and thresholds when the sweep has any (the lesion
-    thresholds are chosen for the organ masks the weights will be served with)."""
-    own = [r for r in rows if r.get("organ_opening_mm") is None and r.get("organ_threshold") is None]
+    the rows with the weights' own organ openings, thresholds and lesion elongations when the sweep has any
+    (the lesion thresholds are chosen for the organ masks the weights will be served with)."""
+    own = [r for r in rows if all(r.get(k) is None for k in PER_CLASS_KEYS)]
     rows = own or list(rows)
     best = max(r["sensitivity"] for r in rows)
     top = [r for r in rows if r["sensitivity"] >= best - 1e-12]
@@ -201,7 +220,7 @@ def recommend_per_organ(rows: Sequence[dict], key: str, preference, tolerance: f
     rows give its best mean Dice; values within ``tolerance`` of that Dice tie with it, and ties go to the
     value ``preference`` ranks lowest. Only rows where ``key`` is a number and every other per-organ key
     is the weights' own table (None) are candidates."""
-    others = [k for k in PER_ORGAN_KEYS if k != key]
+    others = [k for k in PER_CLASS_KEYS if k != key]
     uniform = [r for r in rows if r.get(key) is not None and all(r.get(k) is None for k in others)]
     dice: dict[str, list[tuple[float, float]]] = {}
     for r in uniform:
@@ -227,12 +246,25 @@ def recommend_thresholds(rows: Sequence[dict]) -> dict[str, float]:
                                tolerance=THRESHOLD_DICE_TOLERANCE)
 
 
+def recommend_elongations(rows: Sequence[dict]) -> dict[str, float]:
+    """Lesion class name → rule 6's largest elongation: of the rows with one elongation for every lesion class
+    (and the weights' own per-organ settings), the value that finds most of the class's lesions, then leaves
+    the fewest of its false positives (ties: the value that cuts least: 0, no rule, then the largest)."""
+    others = [k for k in PER_CLASS_KEYS if k != "lesion_max_elongation"]
+    uniform = [r for r in rows if r.get("lesion_max_elongation") is not None and all(r.get(k) is None for k in others)]
+    scores: dict[str, list[tuple[float, int, int]]] = {}
+    for r in uniform:
+        for name, d in r["lesion_classes"].items():
+            scores.setdefault(name, []).append((r["lesion_max_elongation"], d["detected"], d["false_positives"]))
+    return {name: min(s, key=lambda v: (-v[1], v[2], v[0] != 0.0, -v[0]))[0] for name, s in scores.items()}
+
+
 def recommended_calibration(current: Calibration, lesion_peak: float, openings: dict[str, float] | None,
                             thresholds: dict[str, float] | None, lesion_threshold: float | None = None,
-                            lesions: Sequence[int] = ()) -> Calibration:
+                            lesions: Sequence[int] = (), elongations: dict[str, float] | None = None) -> Calibration:
     """``current`` with the recommended values of a run (names as the recommend functions give them; None:
     not swept, keep the current values). ``lesion_threshold`` applies to the lesion classes ``lesions``.
-    Openings of 0 and thresholds of 0.5 are left out: they are what a class not listed gets."""
+    Openings and elongations of 0 and thresholds of 0.5 are left out: they are what a class not listed gets."""
     def by_index(table: dict[str, float] | None, old: Mapping[int, float], plain: float,
                  kinds: tuple[vocab.Kind, ...]) -> dict[int, float]:
         if table is None:
@@ -247,7 +279,9 @@ def recommended_calibration(current: Calibration, lesion_peak: float, openings: 
         class_threshold.update({int(c): float(lesion_threshold) for c in lesions})
     return Calibration(class_threshold=class_threshold,
                        organ_opening_mm=by_index(openings, current.organ_opening_mm, 0.0, (vocab.Kind.ORGAN,)),
-                       lesion_peak=float(lesion_peak))
+                       lesion_peak=float(lesion_peak),
+                       lesion_max_elongation=by_index(elongations, current.lesion_max_elongation, 0.0,
+                                                      tuple(vocab.Kind)))
 
 
 def opening_label(value: float | None) -> str:
@@ -275,6 +309,26 @@ def format_organ_rows(rows: Sequence[dict], key: str = "organ_opening_mm") -> st
     return "\n".join(lines)
 
 
+def format_lesion_rows(rows: Sequence[dict]) -> str:
+    """Each lesion class's lesions found and false positives per uniform lesion elongation (the first row of
+    each value among those with the weights' own per-organ settings; give it the rows of one lesion setting)."""
+    others = [k for k in PER_CLASS_KEYS if k != "lesion_max_elongation"]
+    per_value: dict[float | None, dict] = {}
+    for r in rows:
+        if all(r.get(k) is None for k in others):
+            per_value.setdefault(r.get("lesion_max_elongation"), r)
+    names = sorted({n for r in per_value.values() for n in r["lesion_classes"]}, key=lambda n: vocab.by_name(n).index)
+    lines = ["| lesion class | " + " | ".join(f"elongation {opening_label(v)}" for v in per_value) + " |",
+             "| --- |" + " ---: |" * len(per_value)]
+    for name in names:
+        cells = []
+        for r in per_value.values():
+            d = r["lesion_classes"].get(name, dict(detected=0, total=0, false_positives=0))
+            cells.append(f"{d['detected']}/{d['total']} · {d['false_positives']} FP")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def mm3_label(min_lesion_mm3: float | None) -> str:
     """A row's minimum lesion volume as the table prints it (None: each class's default)."""
     return "class default" if min_lesion_mm3 is None else f"{min_lesion_mm3:g}"
@@ -285,12 +339,13 @@ def format_rows(rows: Sequence[dict]) -> str:
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
     lines = ["| lesion_peak | min_lesion_mm3 | host_enclosure | organ opening (mm) | organ threshold "
-             "| lesion threshold | sensitivity | FP / case | median diameter error (mm) | mean organ Dice |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| lesion threshold | lesion elongation | sensitivity | FP / case | median diameter error (mm) "
+             "| mean organ Dice |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['lesion_peak']:.2f} | {mm3_label(r['min_lesion_mm3'])} | {r['host_enclosure']:.2f} "
                      f"| {opening_label(r.get('organ_opening_mm'))} | {opening_label(r.get('organ_threshold'))} "
-                     f"| {opening_label(r.get('lesion_threshold'))} "
+                     f"| {opening_label(r.get('lesion_threshold'))} | {opening_label(r.get('lesion_max_elongation'))} "
                      f"| {num(r['sensitivity'], '.3f')} "
                      f"({r['detected']}/{r['total']}) | {num(r['fp_per_case'], '.2f')} | "
                      f"{num(r['median_diameter_error_mm'], '.2f')} | {num(r['mean_organ_dice'], '.3f')} |")
@@ -321,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="rule 1 thresholds, each for every organ and vessel; 'default' = the weights' calibration file's table")
     ap.add_argument("--lesion-threshold", default=",".join(opening_label(v) for v in DEFAULT_LESION_THRESHOLD),
                     help="rule 1 thresholds, each for every lesion class; 'default' = the weights' calibration file's")
+    ap.add_argument("--lesion-max-elongation", default=",".join(opening_label(v) for v in DEFAULT_LESION_MAX_ELONGATION),
+                    help="rule 6's largest lesion elongations (longest / shortest principal axis; 0 = no rule), each "
+                         "for every lesion class; 'default' = the weights' calibration file's table; 'grid' = "
+                         + ",".join(f"{v:g}" for v in ELONGATION_GRID))
     ap.add_argument("--lesions", default=None,
                     help="lesion classes every phantom must contain, e.g. 28,27,26,32,30,30 (a class n times: "
                          "n lesions); default: the generator's random presence")
@@ -345,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         lesion_thresholds = values_or_default(a.lesion_threshold)
         if not all(v is None or is_threshold(v) for v in lesion_thresholds):
             raise ValueError(f"lesion thresholds must be probabilities in [0, 1), got {a.lesion_threshold}")
+        elongations = values_or_default(",".join(f"{v:g}" for v in ELONGATION_GRID)
+                                        if a.lesion_max_elongation == "grid" else a.lesion_max_elongation)
+        if not all(v is None or is_elongation(v) for v in elongations):
+            raise ValueError(f"lesion elongations must be ratios >= 1 (0: no rule), got {a.lesion_max_elongation}")
         config = None
         if a.lesions is not None:
             if not all(v.strip().isdigit() for v in a.lesions.split(",")):
@@ -361,11 +424,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: probabilities {cases[-1].probabilities.shape} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     rows = sweep(cases, [int(c) for c in meta["classes"]], peaks, mm3, shares, radii, organ_thresholds,
-                 calibration=meta["calibration"], lesion_threshold=lesion_thresholds)
+                 calibration=meta["calibration"], lesion_threshold=lesion_thresholds,
+                 lesion_max_elongation=elongations)
     print(format_rows(rows))
     rec = recommend(rows)
     organ_rows = at_lesion_settings(rows, rec)
-    openings = thresholds = None
+    openings = thresholds = elongation = None
     if len(radii) > 1:
         print(format_organ_rows(organ_rows, "organ_opening_mm"))
         openings = recommend_openings(organ_rows)
@@ -374,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         print(format_organ_rows(organ_rows, "organ_threshold"))
         thresholds = recommend_thresholds(organ_rows)
         print("recommended organ thresholds: " + ", ".join(f"{n} {v:g}" for n, v in thresholds.items()))
+    if len(elongations) > 1:
+        print(format_lesion_rows(organ_rows))
+        elongation = recommend_elongations(organ_rows)
+        print("recommended lesion elongations (0: no rule): " + ", ".join(f"{n} {v:g}" for n, v in elongation.items()))
     print(f"recommended: lesion_peak {rec['lesion_peak']:g}, min_lesion_mm3 {mm3_label(rec['min_lesion_mm3'])}, "
           f"host_enclosure {rec['host_enclosure']:g}, lesion threshold {opening_label(rec.get('lesion_threshold'))} "
           f"(sensitivity {rec['sensitivity']:.3f}, {rec['fp_per_case']:.2f} FP per case on seeds {seeds})")
@@ -382,12 +450,13 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(dict(seeds=seeds, weights=str(a.weights or default_weights_path()), overlap=a.overlap,
                            lesions=None if config is None else list(config.lesions), rows=rows, recommended=rec,
                            recommended_organ_opening_mm=openings, recommended_organ_threshold=thresholds,
+                           recommended_lesion_max_elongation=elongation,
                            model_version=meta.get("model_version"), pid=os.getpid()), f, indent=1)
     if a.write_calibration:
         weights = a.weights or default_weights_path()
         chosen = recommended_calibration(meta["calibration"], rec["lesion_peak"], openings, thresholds,
                                          rec.get("lesion_threshold"),
-                                         [c for c in meta["classes"] if vocab.get(int(c)).is_lesion])
+                                         [c for c in meta["classes"] if vocab.get(int(c)).is_lesion], elongation)
         how = f"validation phantoms {seeds}: python -m radmesh.model.calibrate {' '.join(argv or sys.argv[1:])}"
         print(f"wrote {write_calibration(weights, chosen, meta.get('model_version', ''), how)}")
     return 0

@@ -1,13 +1,13 @@
 """The post-processing values that belong to one set of weights: a JSON file beside them.
 
 A model's probabilities are only as wide or as narrow, as leaky or as sure, as that model
-draws them. So the values that compensate (a threshold per class, the radius
-of each organ's opening, the peak a lesion needs) are measured for one weights file on
-validation cases (:mod:`radmesh.model.calibrate`) and travel with that file:
-``<weights stem>.calibration.json`` beside ``<weights stem>.pt``, bound to the weights by
-their SHA-256. Weights without one get :data:`UNCALIBRATED` (0.5 for every class, no
-openings, no peak rule: the published Universal Model's own post-processing). The rules
-that are anatomy rather than a model's habits (lesions inside their host, the smallest
+draws them. So the values that compensate (a threshold per class, the radius of each
+organ's opening, the peak a lesion needs, how elongated a lesion may be) are measured for
+one weights file on validation cases (:mod:`radmesh.model.calibrate`) and travel with that
+file: ``<weights stem>.calibration.json`` beside ``<weights stem>.pt``, bound to the weights
+by their SHA-256. Weights without one get :data:`UNCALIBRATED` (0.5 for every class, no
+openings, no peak or elongation rule: the published Universal Model's own post-processing).
+The rules that are anatomy rather than a model's habits (lesions inside their host, the smallest
 lesion, vessels' specks) stay in :mod:`radmesh.model.postprocess` for every model.
 
 A calibration file made for other weights is refused (FailedPreconditionError naming
@@ -20,7 +20,8 @@ File format (JSON; class names are the vocabulary's)::
      "weights_sha256": "<64 hex>", "model_version": "...", "chosen_on": "<how, on which cases>",
      "class_threshold": {"Spleen": 0.2, ...},      # probability in [0, 1); others 0.5
      "organ_opening_mm": {"Stomach": 9.0, ...},    # organs only, mm ≥ 0; others none
-     "lesion_peak": 0.99}                          # probability in [0, 1]
+     "lesion_peak": 0.99,                          # probability in [0, 1]
+     "lesion_max_elongation": {"Liver Tumor": 2.5, ...}}   # lesions only, ratio ≥ 1; others none
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError
 from radmesh.common.fileio import file_sha256, write_text_atomic
-from radmesh.model.postprocess import THRESHOLD, is_opening_mm, is_share, is_threshold
+from radmesh.model.postprocess import THRESHOLD, is_elongation, is_opening_mm, is_share, is_threshold
 
 FORMAT = "radmesh-postprocess-calibration"
 FORMAT_VERSION = 1
@@ -50,12 +51,13 @@ class Calibration:
     class_threshold: Mapping[int, float] = field(default_factory=dict)   # rule 1; classes not listed: 0.5
     organ_opening_mm: Mapping[int, float] = field(default_factory=dict)  # rule 3; organs not listed: none
     lesion_peak: float = THRESHOLD                                       # rule 6; at 0.5 it removes nothing
+    lesion_max_elongation: Mapping[int, float] = field(default_factory=dict)  # rule 6; lesions not listed: none
     source: str | None = None                                            # the file it came from, None: uncalibrated
 
     def postprocess_kwargs(self) -> dict[str, Any]:
         """The keywords of :func:`radmesh.model.postprocess.postprocess` this calibration sets."""
         return dict(class_threshold=dict(self.class_threshold), organ_opening_mm=dict(self.organ_opening_mm),
-                    lesion_peak=float(self.lesion_peak))
+                    lesion_peak=float(self.lesion_peak), lesion_max_elongation=dict(self.lesion_max_elongation))
 
     @property
     def name(self) -> str:
@@ -103,7 +105,12 @@ def load_calibration(weights: str | os.PathLike, weights_sha256: str | None = No
     peak = doc.get("lesion_peak", THRESHOLD)
     if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not is_share(float(peak)):
         raise FailedPreconditionError(f"calibration {path}: lesion_peak must be a probability in [0, 1], got {peak!r}")
-    return Calibration(thresholds, openings, float(peak), str(path))
+    elongations = _by_class(path, doc, "lesion_max_elongation", is_elongation, "a finite ratio ≥ 1 (0: no rule)")
+    not_lesions = [vocab.get(c).name for c in elongations if not vocab.get(c).is_lesion]
+    if not_lesions:
+        raise FailedPreconditionError(f"calibration {path}: lesion_max_elongation lists {', '.join(not_lesions)}, "
+                                      f"which are not lesions")
+    return Calibration(thresholds, openings, float(peak), elongations, str(path))
 
 
 def write_calibration(weights: str | os.PathLike, calibration: Calibration, model_version: str,
@@ -119,6 +126,9 @@ def write_calibration(weights: str | os.PathLike, calibration: Calibration, mode
                class_threshold={vocab.get(c).name: float(t) for c, t in sorted(calibration.class_threshold.items())},
                organ_opening_mm={vocab.get(c).name: float(r) for c, r in sorted(calibration.organ_opening_mm.items())},
                lesion_peak=float(calibration.lesion_peak))
+    if calibration.lesion_max_elongation:
+        doc["lesion_max_elongation"] = {vocab.get(c).name: float(v)
+                                        for c, v in sorted(calibration.lesion_max_elongation.items())}
     return write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 

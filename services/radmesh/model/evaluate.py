@@ -167,7 +167,7 @@ def case_metrics(ct: Volume, truth_labels: Volume, truth: dict, pred: Volume,
     if any(np.any(p == c) for c in lesion_classes):
         meas = measure(ct, pred, classes=lesion_classes, min_lesion_mm3=min_mm3)
     measured = {s.class_index: list(s.lesions) for s in meas.structures} if meas else {}
-    lesions, fp = [], 0
+    lesions, fp = [], {}
     for c in lesion_classes:
         tc, tn = _components(t == c)
         pc, pn = _components(p == c)
@@ -175,7 +175,8 @@ def case_metrics(ct: Volume, truth_labels: Volume, truth: dict, pred: Volume,
         pred_ok = {j for j in range(1, pn + 1) if psizes[j] >= min_vox}
         # FP: predicted components overlapping no truth lesion of the class.
         hit = set(np.unique(pc[(tc > 0) & (pc > 0)]).tolist())
-        fp += len(pred_ok - hit)
+        if pred_ok - hit:
+            fp[vocab.get(c).name] = len(pred_ok - hit)
         for r in (r for r in records if int(r["class_index"]) == c):
             idx = np.rint(g.to_index_zyx(np.asarray(r["centre_lps_mm"], float)[None])[0]).astype(int)
             inside = all(0 <= v < n for v, n in zip(idx, t.shape))
@@ -201,7 +202,8 @@ def case_metrics(ct: Volume, truth_labels: Volume, truth: dict, pred: Volume,
                         rec["measured_diameter_mm"] = float(m.max_diameter_mm)
                         rec["abs_error_mm"] = abs(float(m.max_diameter_mm) - rec["truth_diameter_mm"])
             lesions.append(rec)
-    return dict(seed=int(truth["seed"]), organ_dice=organs, lesions=lesions, false_positives=int(fp))
+    return dict(seed=int(truth["seed"]), organ_dice=organs, lesions=lesions, false_positives=sum(fp.values()),
+                false_positives_by_class=fp)
 
 
 def _nearest_component(comps: np.ndarray, g, centre_lps: np.ndarray) -> int:
@@ -233,6 +235,12 @@ def summarise(cases: list[dict], min_diameter_mm: float = MIN_DIAMETER_MM) -> di
         d = per_class.setdefault(r["name"], dict(total=0, detected=0))
         d["total"] += 1
         d["detected"] += int(r["detected"])
+    for c in cases:
+        for name, k in c.get("false_positives_by_class", {}).items():
+            per_class.setdefault(name, dict(total=0, detected=0))
+            per_class[name]["false_positives"] = per_class[name].get("false_positives", 0) + k
+    for d in per_class.values():
+        d.setdefault("false_positives", 0)
     n = max(1, len(cases))
     means = [v["mean"] for v in organ_rows.values()]
     lesion = dict(min_diameter_mm=min_diameter_mm, total=len(evaluated), detected=len(detected),
@@ -269,7 +277,7 @@ def format_table(result: dict) -> str:
                  f"({L['fp_per_case']:.2f} per case); median |diameter error| "
                  f"{L['median_abs_diameter_error_mm']:.2f} mm over {L['diameter_errors_measured']} lesions")
     for name, d in L["per_class"].items():
-        lines.append(f"  {name:<16} {d['detected']}/{d['total']}")
+        lines.append(f"  {name:<16} {d['detected']}/{d['total']}, false positives {d['false_positives']}")
     lines.append("")
     for k, b in result["quality_bars"].items():
         lines.append(f"{k:<26} {b['value']:.3f}  (bar {b['bar']}: {'met' if b['met'] else 'NOT met'})")

@@ -78,6 +78,12 @@ vocabulary indices (0 background) with these rules, applied in this order:
    mostly a rim of probabilities just over 0.5), are removed (applied after rule 5,
    so the part of a lesion left inside its host is what is measured). ``lesion_peak``
    comes from the weights' calibration; the default, ``threshold``, removes nothing.
+   **Elongated lesions:** for the lesion classes in ``lesion_max_elongation`` (class index →
+   ratio, the weights' calibration; classes it does not list get no such rule), components whose
+   longest principal axis is more than that many times their shortest (:func:`elongation`) are
+   removed too. A mass is roughly round; what a model mistakes for one along a vessel or an
+   organ's edge is a strand or a sheet. Per class, because a model's false lesions, and how flat
+   it draws the true ones (a lesion drawn only in part is flat too), differ from host to host.
 7. **Overlaps.** Where a lesion and one of its host organs both claim a voxel, the
    lesion wins whatever the probabilities (the label-map convention: lesion labels
    override their host organ). Any other conflict goes to the class with the highest
@@ -144,6 +150,11 @@ def is_share(value: float) -> bool:
     return 0.0 <= value <= 1.0
 
 
+def is_elongation(value: float) -> bool:
+    """Rule 6's largest elongation of a lesion: a finite ratio of two axes, ≥ 1 (0 turns the rule off)."""
+    return value == 0.0 or (math.isfinite(value) and value >= 1.0)
+
+
 def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 spacing_zyx_mm: float | Sequence[float], *, threshold: float = THRESHOLD,
                 min_lesion_mm3: float | None = None, lesion_peak: float = THRESHOLD,
@@ -151,7 +162,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
                 body_mask: np.ndarray | None = None, image: np.ndarray | None = None,
                 host_enclosure: float = HOST_ENCLOSURE,
                 organ_opening_mm: Mapping[int, float] | None = None,
-                class_threshold: Mapping[int, float] | None = None) -> np.ndarray:
+                class_threshold: Mapping[int, float] | None = None,
+                lesion_max_elongation: Mapping[int, float] | None = None) -> np.ndarray:
     """(K, Z, Y, X) probabilities in [0, 1] of ``class_indices`` (K vocabulary indices, request
     order) → (Z, Y, X) uint8 label map of vocabulary indices (see the module docstring).
 
@@ -160,7 +172,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     optional: the windowed model input on the same grid (:func:`radmesh.model.preprocess.window`), for
     the air rules. ``organ_opening_mm`` (organ index → opening radius in mm for rule 3; organs it
     does not list get none), ``class_threshold`` (class index → rule 1's threshold; classes it does
-    not list get ``threshold``) and ``lesion_peak`` (rule 6) are the weights' calibration
+    not list get ``threshold``), ``lesion_peak`` and ``lesion_max_elongation`` (lesion class index → ratio,
+    rule 6) are the weights' calibration
     (:class:`radmesh.model.calibration.Calibration`); left out, none of them moves anything.
     ``probabilities`` is not modified.
     """
@@ -186,6 +199,10 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
     bad = {c: t for c, t in thresholds.items() if not is_threshold(t)}
     if bad:
         raise InvalidInputError(f"thresholds must be probabilities in [0, 1), got {bad}")
+    elongations = {int(c): float(v) for c, v in (lesion_max_elongation or {}).items()}
+    bad = {c: v for c, v in elongations.items() if not is_elongation(v)}
+    if bad:
+        raise InvalidInputError(f"lesion_max_elongation values must be finite ratios ≥ 1 (0: no rule), got {bad}")
     spacing = _spacing3(spacing_zyx_mm)
     voxel_mm3 = float(np.prod(spacing))
     shape = probs.shape[1:]
@@ -244,6 +261,8 @@ def postprocess(probabilities: np.ndarray, class_indices: Sequence[int],
         masks[c] = remove_small_components(masks[c], min_voxels=smallest_mm3 / voxel_mm3)
         if lesion_peak > thresholds[c]:
             masks[c] = remove_unconfident_components(masks[c], prob[c], lesion_peak)
+        if elongations.get(c):
+            masks[c] = remove_elongated_components(masks[c], spacing, elongations[c])
 
     # 7. overlaps.
     return resolve_overlaps(classes, masks, prob)
@@ -439,6 +458,35 @@ def remove_unenclosed_components(mask: np.ndarray, host: np.ndarray, spacing_zyx
             out[j] = ring.any() and float(h[grown][ring].mean()) >= share
         return out
     return keep_components(mask, enclosed, pad=r)
+
+
+def elongation(points_zyx: np.ndarray, spacing_zyx_mm: Sequence[float]) -> float:
+    """The ratio of the longest to the shortest principal axis of the voxels at integer (n, 3)
+    ``points_zyx`` on a grid of ``spacing_zyx_mm`` (1 for a ball or a cube, about 3 for a
+    cigar three times as long as it is wide).
+
+    Each voxel counts as the cube it fills, not as its centre (its own variance, s²/12 per axis,
+    is added), so a single voxel is 1 and a sheet one voxel thick has a finite ratio.
+    """
+    s = np.asarray(spacing_zyx_mm, dtype=float)
+    pts = np.asarray(points_zyx, dtype=float) * s
+    cov = np.diag(s ** 2 / 12.0)
+    if len(pts) > 1:
+        cov = cov + np.cov(pts, rowvar=False, bias=True)
+    w = np.linalg.eigvalsh(cov)
+    return float(math.sqrt(w[-1] / w[0]))
+
+
+def remove_elongated_components(mask: np.ndarray, spacing_zyx_mm: Sequence[float], max_elongation: float) -> np.ndarray:
+    """``mask`` without its 26-connected components whose :func:`elongation` exceeds ``max_elongation``."""
+    def round_enough(comps, n, box):
+        out = np.zeros(n + 1, dtype=bool)
+        for j, sl in enumerate(ndimage.find_objects(comps), start=1):
+            if sl is not None:
+                pts = np.argwhere(comps[sl] == j)
+                out[j] = elongation(pts, spacing_zyx_mm) <= max_elongation
+        return out
+    return keep_components(mask, round_enough)
 
 
 def unclaimed(air: np.ndarray, claims: Iterable[np.ndarray]) -> np.ndarray:
