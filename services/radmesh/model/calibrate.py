@@ -215,13 +215,27 @@ def at_lesion_settings(rows: Sequence[dict], chosen: Mapping) -> list[dict]:
     return [r for r in rows if all(r.get(k) == chosen.get(k) for k in LESION_KEYS)]
 
 
+def others_are_own(row: Mapping, key: str) -> bool:
+    """Whether every per-class setting of ``row`` other than ``key`` is the weights' own table (None)."""
+    return all(row.get(k) is None for k in PER_CLASS_KEYS if k != key)
+
+
+def first_row_per_value(rows: Sequence[dict], key: str) -> dict[float | None, dict]:
+    """Value of the per-class setting ``key`` → the first row with it among those whose other per-class
+    settings are the weights' own (the columns of the per-class tables)."""
+    per_value: dict[float | None, dict] = {}
+    for r in rows:
+        if others_are_own(r, key):
+            per_value.setdefault(r.get(key), r)
+    return per_value
+
+
 def recommend_per_organ(rows: Sequence[dict], key: str, preference, tolerance: float = 0.0) -> dict[str, float]:
     """Organ (or vessel) name → the uniform value of ``key`` ("organ_opening_mm", "organ_threshold") whose
     rows give its best mean Dice; values within ``tolerance`` of that Dice tie with it, and ties go to the
     value ``preference`` ranks lowest. Only rows where ``key`` is a number and every other per-organ key
     is the weights' own table (None) are candidates."""
-    others = [k for k in PER_CLASS_KEYS if k != key]
-    uniform = [r for r in rows if r.get(key) is not None and all(r.get(k) is None for k in others)]
+    uniform = [r for r in rows if r.get(key) is not None and others_are_own(r, key)]
     dice: dict[str, list[tuple[float, float]]] = {}
     for r in uniform:
         for name, d in r["organ_dice"].items():
@@ -250,8 +264,8 @@ def recommend_elongations(rows: Sequence[dict]) -> dict[str, float]:
     """Lesion class name → rule 6's largest elongation: of the rows with one elongation for every lesion class
     (and the weights' own per-organ settings), the value that finds most of the class's lesions, then leaves
     the fewest of its false positives (ties: the value that cuts least: 0, no rule, then the largest)."""
-    others = [k for k in PER_CLASS_KEYS if k != "lesion_max_elongation"]
-    uniform = [r for r in rows if r.get("lesion_max_elongation") is not None and all(r.get(k) is None for k in others)]
+    uniform = [r for r in rows if r.get("lesion_max_elongation") is not None
+               and others_are_own(r, "lesion_max_elongation")]
     scores: dict[str, list[tuple[float, int, int]]] = {}
     for r in uniform:
         for name, d in r["lesion_classes"].items():
@@ -281,7 +295,7 @@ def recommended_calibration(current: Calibration, lesion_peak: float, openings: 
                        organ_opening_mm=by_index(openings, current.organ_opening_mm, 0.0, (vocab.Kind.ORGAN,)),
                        lesion_peak=float(lesion_peak),
                        lesion_max_elongation=by_index(elongations, current.lesion_max_elongation, 0.0,
-                                                      tuple(vocab.Kind)))
+                                                      (vocab.Kind.LESION,)))
 
 
 def opening_label(value: float | None) -> str:
@@ -294,11 +308,7 @@ def format_organ_rows(rows: Sequence[dict], key: str = "organ_opening_mm") -> st
     """Each organ's mean Dice per value of the per-organ setting ``key`` (the first row of each value among
     those with the other per-organ settings the weights' own; give it the rows of one lesion setting,
     :func:`at_lesion_settings`)."""
-    others = [k for k in PER_ORGAN_KEYS if k != key]
-    per_value: dict[float | None, dict] = {}
-    for r in rows:
-        if all(r.get(k) is None for k in others):
-            per_value.setdefault(r.get(key), r)
+    per_value = first_row_per_value(rows, key)
     values = list(per_value)
     names = list(next(iter(per_value.values()))["organ_dice"]) if per_value else []
     word = "opening" if key == "organ_opening_mm" else "threshold"
@@ -312,11 +322,7 @@ def format_organ_rows(rows: Sequence[dict], key: str = "organ_opening_mm") -> st
 def format_lesion_rows(rows: Sequence[dict]) -> str:
     """Each lesion class's lesions found and false positives per uniform lesion elongation (the first row of
     each value among those with the weights' own per-organ settings; give it the rows of one lesion setting)."""
-    others = [k for k in PER_CLASS_KEYS if k != "lesion_max_elongation"]
-    per_value: dict[float | None, dict] = {}
-    for r in rows:
-        if all(r.get(k) is None for k in others):
-            per_value.setdefault(r.get("lesion_max_elongation"), r)
+    per_value = first_row_per_value(rows, "lesion_max_elongation")
     names = sorted({n for r in per_value.values() for n in r["lesion_classes"]}, key=lambda n: vocab.by_name(n).index)
     lines = ["| lesion class | " + " | ".join(f"elongation {opening_label(v)}" for v in per_value) + " |",
              "| --- |" + " ---: |" * len(per_value)]

@@ -97,19 +97,12 @@ def load_calibration(weights: str | os.PathLike, weights_sha256: str | None = No
             f"calibration {path} was made for weights with sha256 {doc.get('weights_sha256')}, but {weights} has "
             f"sha256 {sha}: calibrate these weights (python -m radmesh.model.calibrate) or remove the file")
     thresholds = _by_class(path, doc, "class_threshold", is_threshold, "a probability in [0, 1)")
-    openings = _by_class(path, doc, "organ_opening_mm", is_opening_mm, "millimetres ≥ 0")
-    not_organs = [vocab.get(c).name for c in openings if vocab.get(c).kind is not vocab.Kind.ORGAN]
-    if not_organs:
-        raise FailedPreconditionError(f"calibration {path}: organ_opening_mm lists {', '.join(not_organs)}, "
-                                      f"which are not organs")
+    openings = _by_class(path, doc, "organ_opening_mm", is_opening_mm, "millimetres ≥ 0", vocab.Kind.ORGAN)
     peak = doc.get("lesion_peak", THRESHOLD)
     if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not is_share(float(peak)):
         raise FailedPreconditionError(f"calibration {path}: lesion_peak must be a probability in [0, 1], got {peak!r}")
-    elongations = _by_class(path, doc, "lesion_max_elongation", is_elongation, "a finite ratio ≥ 1 (0: no rule)")
-    not_lesions = [vocab.get(c).name for c in elongations if not vocab.get(c).is_lesion]
-    if not_lesions:
-        raise FailedPreconditionError(f"calibration {path}: lesion_max_elongation lists {', '.join(not_lesions)}, "
-                                      f"which are not lesions")
+    elongations = _by_class(path, doc, "lesion_max_elongation", is_elongation, "a finite ratio ≥ 1 (0: no rule)",
+                            vocab.Kind.LESION)
     return Calibration(thresholds, openings, float(peak), elongations, str(path))
 
 
@@ -132,7 +125,10 @@ def write_calibration(weights: str | os.PathLike, calibration: Calibration, mode
     return write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 
-def _by_class(path: Path, doc: Mapping[str, Any], key: str, ok, meaning: str) -> dict[int, float]:
+def _by_class(path: Path, doc: Mapping[str, Any], key: str, ok, meaning: str,
+              kind: vocab.Kind | None = None) -> dict[int, float]:
+    """``doc[key]`` (class name → number) by vocabulary index, each value ``ok``; with ``kind``, every
+    class listed must be of that kind (openings: organs; elongations: lesions)."""
     table = doc.get(key, {})
     if not isinstance(table, dict):
         raise FailedPreconditionError(f"calibration {path}: {key} must map class names to numbers")
@@ -147,4 +143,8 @@ def _by_class(path: Path, doc: Mapping[str, Any], key: str, ok, meaning: str) ->
                 or not ok(float(value)):
             raise FailedPreconditionError(f"calibration {path}: {key}[{name!r}] must be {meaning}, got {value!r}")
         out[c] = float(value)
+    wrong = [vocab.get(c).name for c in out if kind is not None and vocab.get(c).kind is not kind]
+    if wrong:
+        raise FailedPreconditionError(f"calibration {path}: {key} lists {', '.join(wrong)}, which are not "
+                                      f"{kind.value}s")
     return out

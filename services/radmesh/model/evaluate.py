@@ -175,8 +175,8 @@ def case_metrics(ct: Volume, truth_labels: Volume, truth: dict, pred: Volume,
         pred_ok = {j for j in range(1, pn + 1) if psizes[j] >= min_vox}
         # FP: predicted components overlapping no truth lesion of the class.
         hit = set(np.unique(pc[(tc > 0) & (pc > 0)]).tolist())
-        if pred_ok - hit:
-            fp[vocab.get(c).name] = len(pred_ok - hit)
+        if unmatched := len(pred_ok - hit):
+            fp[vocab.get(c).name] = unmatched
         for r in (r for r in records if int(r["class_index"]) == c):
             idx = np.rint(g.to_index_zyx(np.asarray(r["centre_lps_mm"], float)[None])[0]).astype(int)
             inside = all(0 <= v < n for v, n in zip(idx, t.shape))
