@@ -28,21 +28,33 @@ from radmesh.v1 import report_pb2 as radmesh_dot_v1_dot_report__pb2
 from radmesh.v1 import segmentation_pb2 as radmesh_dot_v1_dot_segmentation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aradmesh/v1/assistant.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\x1a\x1cradmesh/v1/measurement.proto\x1a\x17radmesh/v1/report.proto\x1a\x1dradmesh/v1/segmentation.proto\"\x87\x01\n\nAskOptions\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12(\n\x05study\x18\x02 \x01(\x0b\x32\x19.radmesh.v1.StudyMetadata\x12\x14\n\x0cstudy_handle\x18\x03 \x01(\t\x12)\n\x07\x66ormats\x18\x04 \x03(\x0e\x32\x18.radmesh.v1.OutputFormat\"\x95\x01\n\nAskRequest\x12)\n\x07options\x18\x01 \x01(\x0b\x32\x16.radmesh.v1.AskOptionsH\x00\x12*\n\x06header\x18\x02 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x42\x06\n\x04item\"\xa2\x02\n\x06\x41nswer\x12\"\n\x06intent\x18\x01 \x01(\x0b\x32\x12.radmesh.v1.Intent\x12\x0c\n\x04text\x18\x02 \x01(\t\x12.\n\tsegmented\x18\x03 \x03(\x0b\x32\x1b.radmesh.v1.ClassVoxelCount\x12-\n\x08\x66indings\x18\x04 \x01(\x0b\x32\x1b.radmesh.v1.MeasureResponse\x12\"\n\x06report\x18\x05 \x01(\x0b\x32\x12.radmesh.v1.Report\x12\'\n\tartifacts\x18\x06 \x03(\x0b\x32\x14.radmesh.v1.Artifact\x12\x14\n\x0cstudy_handle\x18\x07 \x01(\t\x12$\n\x05model\x18\x08 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo\"\xa4\x02\n\x08\x41skEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.radmesh.v1.ProgressH\x00\x12(\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x14.radmesh.v1.ArtifactH\x00\x12\x33\n\x0e\x61rtifact_chunk\x18\x03 \x01(\x0b\x32\x19.radmesh.v1.ArtifactChunkH\x00\x12\x30\n\x0clabel_header\x18\x04 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12.\n\x0blabel_chunk\x18\x05 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x12$\n\x06\x61nswer\x18\x06 \x01(\x0b\x32\x12.radmesh.v1.AnswerH\x00\x42\x07\n\x05\x65vent2K\n\x10\x41ssistantService\x12\x37\n\x03\x41sk\x12\x16.radmesh.v1.AskRequest\x1a\x14.radmesh.v1.AskEvent(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aradmesh/v1/assistant.proto\x12\nradmesh.v1\x1a\x17radmesh/v1/common.proto\x1a\x1cradmesh/v1/measurement.proto\x1a\x17radmesh/v1/report.proto\x1a\x1dradmesh/v1/segmentation.proto\"\xba\x01\n\nAskOptions\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12(\n\x05study\x18\x02 \x01(\x0b\x32\x19.radmesh.v1.StudyMetadata\x12\x14\n\x0cstudy_handle\x18\x03 \x01(\t\x12)\n\x07\x66ormats\x18\x04 \x03(\x0e\x32\x18.radmesh.v1.OutputFormat\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x0c\n\x04\x66\x61st\x18\x06 \x01(\x08\x12\x0f\n\x07\x66igures\x18\x07 \x01(\x08\"\x95\x01\n\nAskRequest\x12)\n\x07options\x18\x01 \x01(\x0b\x32\x16.radmesh.v1.AskOptionsH\x00\x12*\n\x06header\x18\x02 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x42\x06\n\x04item\"\xd9\x03\n\x06\x41nswer\x12\"\n\x06intent\x18\x01 \x01(\x0b\x32\x12.radmesh.v1.Intent\x12\x0c\n\x04text\x18\x02 \x01(\t\x12.\n\tsegmented\x18\x03 \x03(\x0b\x32\x1b.radmesh.v1.ClassVoxelCount\x12-\n\x08\x66indings\x18\x04 \x01(\x0b\x32\x1b.radmesh.v1.MeasureResponse\x12\"\n\x06report\x18\x05 \x01(\x0b\x32\x12.radmesh.v1.Report\x12\'\n\tartifacts\x18\x06 \x03(\x0b\x32\x14.radmesh.v1.Artifact\x12\x14\n\x0cstudy_handle\x18\x07 \x01(\t\x12$\n\x05model\x18\x08 \x01(\x0b\x32\x15.radmesh.v1.ModelInfo\x12\x12\n\nsession_id\x18\t \x01(\t\x12$\n\x04kind\x18\n \x01(\x0e\x32\x16.radmesh.v1.AnswerKind\x12%\n\x07targets\x18\x0b \x03(\x0b\x32\x14.radmesh.v1.ClassRef\x12)\n\x0bsuggestions\x18\x0c \x03(\x0b\x32\x14.radmesh.v1.ClassRef\x12\x16\n\x0euploaded_bytes\x18\r \x01(\x03\x12\x11\n\telapsed_s\x18\x0e \x01(\x01\"\xa4\x02\n\x08\x41skEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.radmesh.v1.ProgressH\x00\x12(\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x14.radmesh.v1.ArtifactH\x00\x12\x33\n\x0e\x61rtifact_chunk\x18\x03 \x01(\x0b\x32\x19.radmesh.v1.ArtifactChunkH\x00\x12\x30\n\x0clabel_header\x18\x04 \x01(\x0b\x32\x18.radmesh.v1.VolumeHeaderH\x00\x12.\n\x0blabel_chunk\x18\x05 \x01(\x0b\x32\x17.radmesh.v1.VolumeChunkH\x00\x12$\n\x06\x61nswer\x18\x06 \x01(\x0b\x32\x12.radmesh.v1.AnswerH\x00\x42\x07\n\x05\x65vent\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"c\n\x04Turn\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.radmesh.v1.AnswerKind\x12%\n\x07targets\x18\x03 \x03(\x0b\x32\x14.radmesh.v1.ClassRef\"\x8f\x01\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cstudy_handle\x18\x02 \x01(\t\x12\x1f\n\x05turns\x18\x03 \x03(\x0b\x32\x10.radmesh.v1.Turn\x12\x1f\n\x17segmented_class_indices\x18\x04 \x03(\x05\x12\x14\n\x0c\x65xpires_in_s\x18\x05 \x01(\x01\"\'\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"#\n\x12\x45ndSessionResponse\x12\r\n\x05\x65nded\x18\x01 \x01(\x08*t\n\nAnswerKind\x12\x1b\n\x17\x41NSWER_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41NSWER_KIND_ANSWER\x10\x01\x12\x17\n\x13\x41NSWER_KIND_REFUSAL\x10\x02\x12\x18\n\x14\x41NSWER_KIND_QUESTION\x10\x03\x32\xde\x01\n\x10\x41ssistantService\x12\x37\n\x03\x41sk\x12\x16.radmesh.v1.AskRequest\x1a\x14.radmesh.v1.AskEvent(\x01\x30\x01\x12\x44\n\nGetSession\x12\x1d.radmesh.v1.GetSessionRequest\x1a\x17.radmesh.v1.SessionInfo\x12K\n\nEndSession\x12\x1d.radmesh.v1.EndSessionRequest\x1a\x1e.radmesh.v1.EndSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'radmesh.v1.assistant_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ANSWERKIND']._serialized_start=1631
+  _globals['_ANSWERKIND']._serialized_end=1747
   _globals['_ASKOPTIONS']._serialized_start=154
-  _globals['_ASKOPTIONS']._serialized_end=289
-  _globals['_ASKREQUEST']._serialized_start=292
-  _globals['_ASKREQUEST']._serialized_end=441
-  _globals['_ANSWER']._serialized_start=444
-  _globals['_ANSWER']._serialized_end=734
-  _globals['_ASKEVENT']._serialized_start=737
-  _globals['_ASKEVENT']._serialized_end=1029
-  _globals['_ASSISTANTSERVICE']._serialized_start=1031
-  _globals['_ASSISTANTSERVICE']._serialized_end=1106
+  _globals['_ASKOPTIONS']._serialized_end=340
+  _globals['_ASKREQUEST']._serialized_start=343
+  _globals['_ASKREQUEST']._serialized_end=492
+  _globals['_ANSWER']._serialized_start=495
+  _globals['_ANSWER']._serialized_end=968
+  _globals['_ASKEVENT']._serialized_start=971
+  _globals['_ASKEVENT']._serialized_end=1263
+  _globals['_GETSESSIONREQUEST']._serialized_start=1265
+  _globals['_GETSESSIONREQUEST']._serialized_end=1304
+  _globals['_TURN']._serialized_start=1306
+  _globals['_TURN']._serialized_end=1405
+  _globals['_SESSIONINFO']._serialized_start=1408
+  _globals['_SESSIONINFO']._serialized_end=1551
+  _globals['_ENDSESSIONREQUEST']._serialized_start=1553
+  _globals['_ENDSESSIONREQUEST']._serialized_end=1592
+  _globals['_ENDSESSIONRESPONSE']._serialized_start=1594
+  _globals['_ENDSESSIONRESPONSE']._serialized_end=1629
+  _globals['_ASSISTANTSERVICE']._serialized_start=1750
+  _globals['_ASSISTANTSERVICE']._serialized_end=1972
 # @@protoc_insertion_point(module_scope)

@@ -39,15 +39,52 @@ class AssistantServiceStub:
                 request_serializer=radmesh_dot_v1_dot_assistant__pb2.AskRequest.SerializeToString,
                 response_deserializer=radmesh_dot_v1_dot_assistant__pb2.AskEvent.FromString,
                 _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/radmesh.v1.AssistantService/GetSession',
+                request_serializer=radmesh_dot_v1_dot_assistant__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=radmesh_dot_v1_dot_assistant__pb2.SessionInfo.FromString,
+                _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/radmesh.v1.AssistantService/EndSession',
+                request_serializer=radmesh_dot_v1_dot_assistant__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=radmesh_dot_v1_dot_assistant__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
 
 
 class AssistantServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Ask(self, request_iterator, context):
-        """Client stream: AskOptions first, then the CT (VolumeHeader + chunks) unless
-        AskOptions.study_handle names a study this server already holds.
-        Server stream: Progress events as the plan runs, artifacts, then one Answer.
+        """Client stream: AskOptions first, then the CT (VolumeHeader + chunks) unless the
+        session already holds the study (AskOptions.session_id, optionally with
+        study_handle to make sure it is the one meant).
+        Server stream: Progress events as the plan runs (the first at once, before any
+        upload or segmentation; each stage RUNNING ... DONE, SKIPPED or FAILED), the label
+        map and artifacts, then one Answer, the last event.
+        Refusals (a request outside the vocabulary, a class the model is not validated on)
+        and questions back (an ambiguous "it") are Answers (kind REFUSAL / QUESTION).
+        Status codes: INVALID_ARGUMENT (empty or over-long prompt, bad volume, checksum
+        mismatch), FAILED_PRECONDITION (unknown or expired session with no CT sent, a
+        study_handle the session does not hold), RESOURCE_EXHAUSTED (volume over the
+        size limit, too many sessions), UNAVAILABLE (a service of the mesh is down: the
+        message names the step, e.g. "segmenting: segmentation service at ... is
+        unavailable"), DEADLINE_EXCEEDED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSession(self, request, context):
+        """What a session holds (its study handle, turns, idle time left); NOT_FOUND when the
+        session is unknown or expired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """End a session now and remove its files (a browser tab closed, a CLI done);
+        ending an unknown session is not an error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +97,16 @@ def add_AssistantServiceServicer_to_server(servicer, server):
                     servicer.Ask,
                     request_deserializer=radmesh_dot_v1_dot_assistant__pb2.AskRequest.FromString,
                     response_serializer=radmesh_dot_v1_dot_assistant__pb2.AskEvent.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=radmesh_dot_v1_dot_assistant__pb2.GetSessionRequest.FromString,
+                    response_serializer=radmesh_dot_v1_dot_assistant__pb2.SessionInfo.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=radmesh_dot_v1_dot_assistant__pb2.EndSessionRequest.FromString,
+                    response_serializer=radmesh_dot_v1_dot_assistant__pb2.EndSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +136,60 @@ class AssistantService:
             '/radmesh.v1.AssistantService/Ask',
             radmesh_dot_v1_dot_assistant__pb2.AskRequest.SerializeToString,
             radmesh_dot_v1_dot_assistant__pb2.AskEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radmesh.v1.AssistantService/GetSession',
+            radmesh_dot_v1_dot_assistant__pb2.GetSessionRequest.SerializeToString,
+            radmesh_dot_v1_dot_assistant__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radmesh.v1.AssistantService/EndSession',
+            radmesh_dot_v1_dot_assistant__pb2.EndSessionRequest.SerializeToString,
+            radmesh_dot_v1_dot_assistant__pb2.EndSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,7 @@ class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_LOCATE: _ClassVar[Action]
     ACTION_COUNT: _ClassVar[Action]
     ACTION_REPORT: _ClassVar[Action]
+    ACTION_COMPARE: _ClassVar[Action]
 
 class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +50,15 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_MEASURING: _ClassVar[Stage]
     STAGE_REPORTING: _ClassVar[Stage]
     STAGE_SENDING: _ClassVar[Stage]
+    STAGE_RENDERING: _ClassVar[Stage]
+
+class StageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAGE_STATE_UNSPECIFIED: _ClassVar[StageState]
+    STAGE_STATE_RUNNING: _ClassVar[StageState]
+    STAGE_STATE_DONE: _ClassVar[StageState]
+    STAGE_STATE_FAILED: _ClassVar[StageState]
+    STAGE_STATE_SKIPPED: _ClassVar[StageState]
 DTYPE_UNSPECIFIED: DType
 DTYPE_UINT8: DType
 DTYPE_INT16: DType
@@ -67,6 +77,7 @@ ACTION_MEASURE: Action
 ACTION_LOCATE: Action
 ACTION_COUNT: Action
 ACTION_REPORT: Action
+ACTION_COMPARE: Action
 STAGE_UNSPECIFIED: Stage
 STAGE_RECEIVING: Stage
 STAGE_PARSING: Stage
@@ -77,6 +88,12 @@ STAGE_POSTPROCESSING: Stage
 STAGE_MEASURING: Stage
 STAGE_REPORTING: Stage
 STAGE_SENDING: Stage
+STAGE_RENDERING: Stage
+STAGE_STATE_UNSPECIFIED: StageState
+STAGE_STATE_RUNNING: StageState
+STAGE_STATE_DONE: StageState
+STAGE_STATE_FAILED: StageState
+STAGE_STATE_SKIPPED: StageState
 
 class Geometry(_message.Message):
     __slots__ = ("shape_zyx", "spacing_xyz_mm", "origin_lps_mm", "direction")
@@ -161,7 +178,7 @@ class ClassInfo(_message.Message):
     def __init__(self, class_index: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., laterality: _Optional[_Union[Laterality, str]] = ..., host_class_indices: _Optional[_Iterable[int]] = ..., synonyms: _Optional[_Iterable[str]] = ..., subregions: _Optional[_Iterable[str]] = ..., validated: _Optional[bool] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("targets", "actions", "if_any", "confidence", "unsupported", "unsupported_phrase", "suggestions")
+    __slots__ = ("targets", "actions", "if_any", "confidence", "unsupported", "unsupported_phrase", "suggestions", "refers_back", "refers_back_plural")
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     IF_ANY_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +186,8 @@ class Intent(_message.Message):
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_PHRASE_FIELD_NUMBER: _ClassVar[int]
     SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
+    REFERS_BACK_FIELD_NUMBER: _ClassVar[int]
+    REFERS_BACK_PLURAL_FIELD_NUMBER: _ClassVar[int]
     targets: _containers.RepeatedCompositeFieldContainer[ClassRef]
     actions: _containers.RepeatedScalarFieldContainer[Action]
     if_any: bool
@@ -176,10 +195,12 @@ class Intent(_message.Message):
     unsupported: bool
     unsupported_phrase: str
     suggestions: _containers.RepeatedCompositeFieldContainer[ClassRef]
-    def __init__(self, targets: _Optional[_Iterable[_Union[ClassRef, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[Action, str]]] = ..., if_any: _Optional[bool] = ..., confidence: _Optional[float] = ..., unsupported: _Optional[bool] = ..., unsupported_phrase: _Optional[str] = ..., suggestions: _Optional[_Iterable[_Union[ClassRef, _Mapping]]] = ...) -> None: ...
+    refers_back: bool
+    refers_back_plural: bool
+    def __init__(self, targets: _Optional[_Iterable[_Union[ClassRef, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[Action, str]]] = ..., if_any: _Optional[bool] = ..., confidence: _Optional[float] = ..., unsupported: _Optional[bool] = ..., unsupported_phrase: _Optional[str] = ..., suggestions: _Optional[_Iterable[_Union[ClassRef, _Mapping]]] = ..., refers_back: _Optional[bool] = ..., refers_back_plural: _Optional[bool] = ...) -> None: ...
 
 class LesionMeasurement(_message.Message):
-    __slots__ = ("id", "volume_ml", "max_diameter_mm", "long_axis_mm", "short_axis_mm", "long_axis_slice", "long_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm", "hu_mean", "hu_std", "hu_min", "hu_max", "hu_median", "host_class_index", "host_hu_mean", "attenuation", "location", "subregion", "laterality", "location_method")
+    __slots__ = ("id", "volume_ml", "max_diameter_mm", "long_axis_mm", "short_axis_mm", "long_axis_slice", "long_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm", "hu_mean", "hu_std", "hu_min", "hu_max", "hu_median", "host_class_index", "host_hu_mean", "attenuation", "location", "subregion", "laterality", "location_method", "short_axis_endpoints_lps_mm")
     ID_FIELD_NUMBER: _ClassVar[int]
     VOLUME_ML_FIELD_NUMBER: _ClassVar[int]
     MAX_DIAMETER_MM_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +223,7 @@ class LesionMeasurement(_message.Message):
     SUBREGION_FIELD_NUMBER: _ClassVar[int]
     LATERALITY_FIELD_NUMBER: _ClassVar[int]
     LOCATION_METHOD_FIELD_NUMBER: _ClassVar[int]
+    SHORT_AXIS_ENDPOINTS_LPS_MM_FIELD_NUMBER: _ClassVar[int]
     id: int
     volume_ml: float
     max_diameter_mm: float
@@ -224,7 +246,8 @@ class LesionMeasurement(_message.Message):
     subregion: str
     laterality: str
     location_method: str
-    def __init__(self, id: _Optional[int] = ..., volume_ml: _Optional[float] = ..., max_diameter_mm: _Optional[float] = ..., long_axis_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., long_axis_slice: _Optional[int] = ..., long_axis_endpoints_lps_mm: _Optional[_Iterable[float]] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., bbox_min_mm: _Optional[_Iterable[float]] = ..., bbox_max_mm: _Optional[_Iterable[float]] = ..., hu_mean: _Optional[float] = ..., hu_std: _Optional[float] = ..., hu_min: _Optional[float] = ..., hu_max: _Optional[float] = ..., hu_median: _Optional[float] = ..., host_class_index: _Optional[int] = ..., host_hu_mean: _Optional[float] = ..., attenuation: _Optional[str] = ..., location: _Optional[str] = ..., subregion: _Optional[str] = ..., laterality: _Optional[str] = ..., location_method: _Optional[str] = ...) -> None: ...
+    short_axis_endpoints_lps_mm: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, id: _Optional[int] = ..., volume_ml: _Optional[float] = ..., max_diameter_mm: _Optional[float] = ..., long_axis_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., long_axis_slice: _Optional[int] = ..., long_axis_endpoints_lps_mm: _Optional[_Iterable[float]] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., bbox_min_mm: _Optional[_Iterable[float]] = ..., bbox_max_mm: _Optional[_Iterable[float]] = ..., hu_mean: _Optional[float] = ..., hu_std: _Optional[float] = ..., hu_min: _Optional[float] = ..., hu_max: _Optional[float] = ..., hu_median: _Optional[float] = ..., host_class_index: _Optional[int] = ..., host_hu_mean: _Optional[float] = ..., attenuation: _Optional[str] = ..., location: _Optional[str] = ..., subregion: _Optional[str] = ..., laterality: _Optional[str] = ..., location_method: _Optional[str] = ..., short_axis_endpoints_lps_mm: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StructureMeasurement(_message.Message):
     __slots__ = ("class_index", "name", "kind", "volume_ml", "voxel_count", "hu_mean", "lesions")
@@ -269,16 +292,20 @@ class ArtifactChunk(_message.Message):
     def __init__(self, name: _Optional[str] = ..., offset_bytes: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "done", "total", "message")
+    __slots__ = ("stage", "done", "total", "message", "state", "elapsed_s")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     done: int
     total: int
     message: str
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    state: StageState
+    elapsed_s: float
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("model_id", "model_version", "embedding_backend", "class_table_sha256", "postprocess_calibration")
