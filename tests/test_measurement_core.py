@@ -317,10 +317,10 @@ def test_structure_totals_and_json():
     lesion = d["structures"][3]["lesions"][0]
     assert set(lesion) == {
         "id", "volume_ml", "max_diameter_mm", "long_axis_mm", "short_axis_mm", "long_axis_slice",
-        "long_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm", "hu_mean", "hu_std",
+        "long_axis_endpoints_lps_mm", "short_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm", "hu_mean", "hu_std",
         "hu_min", "hu_max", "hu_median", "host_class_index", "host_hu_mean", "attenuation", "location",
         "subregion", "laterality", "location_method"}
-    assert len(lesion["long_axis_endpoints_lps_mm"]) == 6 and len(lesion["centroid_mm"]) == 3
+    assert len(lesion["long_axis_endpoints_lps_mm"]) == 6 == len(lesion["short_axis_endpoints_lps_mm"]) and len(lesion["centroid_mm"]) == 3
     assert (lesion["laterality"], lesion["subregion"]) == ("", "right lobe")  # proto3: "" = none
     assert all(lo <= c <= hi for lo, c, hi in zip(lesion["bbox_min_mm"], lesion["centroid_mm"],
                                                   lesion["bbox_max_mm"]))

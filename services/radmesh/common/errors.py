@@ -43,3 +43,24 @@ class UnavailableError(RadmeshError):
 
     code = grpc.StatusCode.UNAVAILABLE
     exit_code = 5
+
+
+class NotFoundError(RadmeshError):
+    """What the request names does not exist (or no longer does: an expired session)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    exit_code = 3
+
+
+class DeadlineExceededError(RadmeshError):
+    """The request's deadline ran out before the work was done."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    exit_code = 5
+
+
+class CancelledError(RadmeshError):
+    """The client went away before the work was done."""
+
+    code = grpc.StatusCode.CANCELLED
+    exit_code = 1

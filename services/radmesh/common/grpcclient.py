@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 import grpc
 
-from radmesh.common.errors import (FailedPreconditionError, InvalidInputError, RadmeshError,
-                                   ResourceExhaustedError, UnavailableError)
+from radmesh.common.errors import (DeadlineExceededError, FailedPreconditionError, InvalidInputError, NotFoundError,
+                                   RadmeshError, ResourceExhaustedError, UnavailableError)
+from radmesh.common.metrics import ANSWERED_KEY
 from radmesh.common.server import grpc_options
 
 _BY_CODE: dict[grpc.StatusCode, type[RadmeshError]] = {
@@ -17,6 +18,8 @@ _BY_CODE: dict[grpc.StatusCode, type[RadmeshError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
 
 
@@ -37,7 +40,10 @@ def call_errors(target: str, service: str) -> Iterator[None]:
     except grpc.RpcError as e:
         code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
         details = e.details() if hasattr(e, "details") else str(e)
-        if code == grpc.StatusCode.UNAVAILABLE:
+        trailing = dict(e.trailing_metadata() or ()) if hasattr(e, "trailing_metadata") else {}
+        if ANSWERED_KEY in trailing and code in _BY_CODE:
+            pass  # the service itself answered with this status: its message says what and where
+        elif code == grpc.StatusCode.UNAVAILABLE:
             details = f"{service} service at {target} is unavailable ({details})"
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             details = f"{service} service at {target} did not answer within the deadline"

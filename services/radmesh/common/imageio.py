@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -89,6 +89,22 @@ def read_ct(path: str | os.PathLike,
             announce(source.chosen)
         return source.volume, source
     return _read_nifti(p), None
+
+
+def read_ct_and_study(path: str | os.PathLike, announce: "Callable[[str], None] | None" = None
+                      ) -> tuple[Volume, Any, dict[str, Any]]:
+    """(CT, DicomSource or None, StudyMetadata dict) — DICOM headers and study facts when the CT is DICOM.
+    ``announce`` receives the sentence on which DICOM series was read (see :func:`read_ct`)."""
+    ct, source = read_ct(path, announce)
+    if source is None:
+        return ct, None, {}
+    from radmesh.dicom.source import headers_to_bytes
+    from radmesh.v1 import report_pb2
+
+    fields = {f.name for f in report_pb2.StudyMetadata.DESCRIPTOR.fields}
+    study = {k: v for k, v in dict(source.study).items() if v and k in fields}
+    study["source_dicom_headers"] = headers_to_bytes(source.headers)
+    return ct, source, study
 
 
 def read_volume(path: str | os.PathLike, announce: "Callable[[str], None] | None" = None) -> Volume:

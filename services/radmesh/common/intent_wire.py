@@ -15,6 +15,9 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 from radmesh.v1 import common_pb2, text_pb2
 
+# What a request can ask to do with its targets, in the order a plan carries them out.
+ACTIONS = ("segment", "measure", "locate", "count", "compare", "report")
+
 
 def _side_enum(side: str) -> int:
     return common_pb2.LATERALITY_UNSPECIFIED if not side else common_pb2.Laterality.Value(f"LATERALITY_{side.upper()}")
@@ -40,6 +43,8 @@ def intent_to_proto(intent: Mapping[str, Any]) -> common_pb2.Intent:
             unsupported_phrase=str(intent.get("unsupported_phrase") or ""),
             suggestions=[common_pb2.ClassRef(class_index=int(s["class_index"]), name=vocab.get(s["class_index"]).name)
                          for s in intent.get("suggestions") or []],
+            refers_back=bool(intent.get("refers_back", False)),
+            refers_back_plural=bool(intent.get("refers_back_plural", False)),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise InvalidInputError(f"intent cannot be sent: {e}") from None
@@ -56,6 +61,8 @@ def intent_from_proto(msg: common_pb2.Intent) -> dict[str, Any]:
         "unsupported": msg.unsupported,
         "unsupported_phrase": msg.unsupported_phrase,
         "suggestions": [{"class_index": s.class_index, "name": s.name} for s in msg.suggestions],
+        "refers_back": msg.refers_back,
+        "refers_back_plural": msg.refers_back_plural,
     }
 
 

@@ -17,7 +17,7 @@ import time
 ALLOWED_FIELDS = frozenset({
     "service", "method", "code", "duration_s", "bytes", "port", "metrics_port", "host",
     "stage", "done", "total", "classes", "structures", "lesions", "voxels", "pid", "version",
-    "drain_s", "error_id", "peer_count",
+    "drain_s", "error_id", "peer_count", "sessions", "kind", "count",
 })
 
 

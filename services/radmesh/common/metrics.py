@@ -28,6 +28,8 @@ LATENCY = Histogram(
     "radmesh_grpc_request_duration_seconds", "RPC latency, seconds", ["service", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+# Trailing metadata key set on the statuses radmesh servers answer with (see grpcclient.call_errors).
+ANSWERED_KEY = "radmesh-answered"
 IN_FLIGHT = Gauge("radmesh_grpc_in_flight_requests", "RPCs in progress", ["service", "method"])
 
 
@@ -63,6 +65,8 @@ class _Call:
 def _abort_for(exc: BaseException, context: grpc.ServicerContext) -> None:
     """Turn an exception escaping a servicer into a status (context.abort raises)."""
     if isinstance(exc, RadmeshError):
+        # tells the caller the status is this server's answer, not a transport failure on the way
+        context.set_trailing_metadata(((ANSWERED_KEY, "1"),))
         context.abort(exc.code, str(exc))
     error_id = uuid.uuid4().hex[:12]
     log.error("unhandled error", exc_info=exc, extra={"error_id": error_id})

@@ -24,7 +24,7 @@ from prometheus_client import start_http_server
 
 from radmesh import __version__
 from radmesh.common.config import ServeConfig
-from radmesh.common.errors import UnavailableError
+from radmesh.common.errors import CancelledError, DeadlineExceededError, UnavailableError
 from radmesh.common.jsonlog import setup_logging
 from radmesh.common.metrics import ServerInterceptor
 
@@ -35,13 +35,14 @@ log = logging.getLogger("radmesh.server")
 class ServiceSpec:
     """What a service's ``server.py`` hands to the bootstrap.
 
-    ``register(server, cfg)`` adds the servicer; ``full_names`` are the proto
-    service names announced by health and reflection.
+    ``register(server, cfg)`` adds the servicer and may return a cleanup to run once the
+    server has drained (e.g. removing the files of what it held); ``full_names`` are the
+    proto service names announced by health and reflection.
     """
 
     name: str
     full_names: tuple[str, ...]
-    register: Callable[[grpc.Server, ServeConfig], None]
+    register: Callable[[grpc.Server, ServeConfig], Callable[[], None] | None]
 
 
 def grpc_options(max_message_mb: int) -> list[tuple[str, int]]:
@@ -64,7 +65,7 @@ class RunningServer:
             options=grpc_options(cfg.max_message_mb),
             maximum_concurrent_rpcs=cfg.workers * 4,
         )
-        spec.register(self.server, cfg)
+        self._cleanup = spec.register(self.server, cfg)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -99,6 +100,8 @@ class RunningServer:
         self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
         log.info("draining", extra={"service": self.spec.name, "drain_s": self.cfg.drain_s})
         self.server.stop(grace=self.cfg.drain_s).wait()
+        if self._cleanup is not None:
+            self._cleanup()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         log.info("stopped", extra={"service": self.spec.name})
@@ -131,7 +134,8 @@ class Deadline:
         self._context = context
 
     def check(self, stage: str) -> None:
+        # radmesh errors, not context.abort(): the interceptor maps them to their status codes
         if time.monotonic() > self._end:
-            self._context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded during {stage}")
+            raise DeadlineExceededError(f"deadline exceeded during {stage}")
         if not self._context.is_active():
-            self._context.abort(grpc.StatusCode.CANCELLED, f"client cancelled during {stage}")
+            raise CancelledError(f"client cancelled during {stage}")

@@ -222,3 +222,52 @@ def assemble(parts: Iterable[common_pb2.VolumePart], what: str = "volume",
     for part in parts:
         asm.add_part(part)
     return asm.finish()
+
+
+# ---- files (artifacts) on the wire ------------------------------------------------------
+
+def artifact_pieces(name: str, data: bytes, media_type: str,
+                    chunk_bytes: int = CHUNK_BYTES) -> Iterator[common_pb2.Artifact | common_pb2.ArtifactChunk]:
+    """One file as an Artifact (inline when it fits one ≈1 MiB message) or an empty Artifact
+    (name, media type, size, SHA-256) followed by its ArtifactChunks in order."""
+    head = common_pb2.Artifact(name=name, media_type=media_type, size_bytes=len(data),
+                               sha256=hashlib.sha256(data).hexdigest())
+    if len(data) <= chunk_bytes:
+        head.data = data
+        yield head
+        return
+    yield head
+    view = memoryview(data)
+    for offset in range(0, len(data), chunk_bytes):
+        yield common_pb2.ArtifactChunk(name=name, offset_bytes=offset, data=bytes(view[offset:offset + chunk_bytes]))
+
+
+class ArtifactAssembler:
+    """Rebuilds files from Artifact / ArtifactChunk messages; ``finish`` checks each size and SHA-256.
+
+    ``sender`` names the peer in error messages ("report service")."""
+
+    def __init__(self, sender: str):
+        self.sender = sender
+        self.heads: dict[str, common_pb2.Artifact] = {}
+        self._data: dict[str, bytearray] = {}
+
+    def add_artifact(self, a: common_pb2.Artifact) -> None:
+        if a.name in self.heads:
+            raise InvalidInputError(f"{self.sender} sent artifact {a.name} twice")
+        self.heads[a.name] = a
+        self._data[a.name] = bytearray(a.data)
+
+    def add_chunk(self, c: common_pb2.ArtifactChunk) -> None:
+        if c.name not in self._data or c.offset_bytes != len(self._data[c.name]):
+            raise InvalidInputError(f"{self.sender} sent a chunk of {c.name} out of order")
+        self._data[c.name] += c.data
+
+    def finish(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for name, head in self.heads.items():
+            blob = bytes(self._data[name])
+            if len(blob) != head.size_bytes or hashlib.sha256(blob).hexdigest() != head.sha256:
+                raise InvalidInputError(f"artifact {name} arrived incomplete or corrupted (size or SHA-256 mismatch)")
+            out[name] = blob
+        return out

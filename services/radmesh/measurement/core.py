@@ -21,7 +21,7 @@ and each lesion
 .. code-block:: text
 
     {"id", "volume_ml", "max_diameter_mm", "long_axis_mm", "short_axis_mm", "long_axis_slice",
-     "long_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm",
+     "long_axis_endpoints_lps_mm", "short_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm",
      "hu_mean", "hu_std", "hu_min", "hu_max", "hu_median",
      "host_class_index", "host_hu_mean", "attenuation",
      "location", "subregion", "laterality", "location_method"}
@@ -30,8 +30,8 @@ Structures come in vocabulary order (duplicates dropped). In the dict, "nothing"
 follows proto3: an absent class has ``hu_mean`` 0.0 (and ``voxel_count`` 0); a
 lesion with no host organ has ``host_class_index`` 0, ``host_hu_mean`` 0.0 and
 ``attenuation`` ""; ``subregion`` is "" where the organ has none and
-``laterality`` "" for unpaired organs; ``long_axis_endpoints_lps_mm`` is flat
-``[x1, y1, z1, x2, y2, z2]``. The dataclasses themselves use ``None`` for absent
+``laterality`` "" for unpaired organs; ``long_axis_endpoints_lps_mm`` and
+``short_axis_endpoints_lps_mm`` are flat ``[x1, y1, z1, x2, y2, z2]``. The dataclasses themselves use ``None`` for absent
 values and the vocabulary's "none" laterality.
 
 Definitions
@@ -164,6 +164,7 @@ class LesionMeasurement:
             "short_axis_mm": float(self.short_axis_mm),
             "long_axis_slice": int(self.long_axis_slice),
             "long_axis_endpoints_lps_mm": _vec(self.long_axis_endpoints_lps_mm),  # x1, y1, z1, x2, y2, z2
+            "short_axis_endpoints_lps_mm": _vec(self.short_axis_endpoints_lps_mm),  # same slice, same order
             "centroid_mm": _vec(self.centroid_mm),
             "bbox_min_mm": _vec(self.bbox_min_mm),
             "bbox_max_mm": _vec(self.bbox_max_mm),

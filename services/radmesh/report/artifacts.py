@@ -25,14 +25,21 @@ from radmesh.common.imageio import write_volume
 from radmesh.common.volume import Volume
 from radmesh.report.core import Report
 
-__all__ = ["FILE_NAMES", "FORMATS", "MEDIA_TYPES", "build_artifacts", "parse_formats", "report_files",
-           "write_report_folder"]
+__all__ = ["FILE_NAMES", "FORMATS", "MEDIA_TYPES", "build_artifacts", "dicom_source", "media_type", "nifti_bytes",
+           "parse_formats", "report_files", "write_report_folder"]
 
 #: Output formats besides the report, in the order files are produced.
 FORMATS = ("seg", "sr", "nifti")
 FILE_NAMES = {"seg": "seg.dcm", "sr": "sr.dcm", "nifti": "labels.nii.gz"}
 MEDIA_TYPES = {"report.json": "application/json", "report.txt": "text/plain", "seg.dcm": "application/dicom",
                "sr.dcm": "application/dicom", "labels.nii.gz": "application/gzip"}
+
+
+def media_type(name: str) -> str:
+    """The media type of a report-folder file (key images are PNG)."""
+    if name in MEDIA_TYPES:
+        return MEDIA_TYPES[name]
+    return "image/png" if name.endswith(".png") else "application/octet-stream"
 
 
 def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -53,13 +60,22 @@ def _dicom_bytes(ds: Any) -> bytes:
     return buf.getvalue()
 
 
-def _nifti_bytes(labels: Volume) -> bytes:
+def nifti_bytes(labels: Volume) -> bytes:
     # ITK writes NIfTI only to a path; its gzip stream carries no timestamp, so the bytes are
     # a function of the label map alone (the CLI and the service produce identical files).
     with tempfile.TemporaryDirectory(prefix="radmesh-report-") as tmp:
         path = Path(tmp) / "labels.nii.gz"
         write_volume(labels, path)
         return path.read_bytes()
+
+
+def dicom_source(study: Mapping[str, Any], labels: Volume | None) -> Any:
+    """The CT's DicomSource rebuilt from the study's source headers, or None (NIfTI source)."""
+    if not study.get("source_dicom_headers"):
+        return None
+    from radmesh.dicom.source import source_from_headers
+
+    return source_from_headers(study["source_dicom_headers"], labels.geometry if labels is not None else None)
 
 
 def build_artifacts(formats: Sequence[str], labels: Volume | None, findings: Mapping[str, Any],
@@ -93,7 +109,7 @@ def build_artifacts(formats: Sequence[str], labels: Volume | None, findings: Map
         if "sr" in formats:
             out[FILE_NAMES["sr"]] = _dicom_bytes(build_sr(dict(findings), seg, meta, source, dict(model)))
     if "nifti" in formats:
-        out[FILE_NAMES["nifti"]] = _nifti_bytes(labels)
+        out[FILE_NAMES["nifti"]] = nifti_bytes(labels)
     return out
 
 

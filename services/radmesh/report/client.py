@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from radmesh.common.errors import RadmeshError
+from radmesh.common.errors import InvalidInputError, RadmeshError
 from radmesh.common.grpcclient import call_errors, channel
-from radmesh.common.transport import volume_parts
+from radmesh.common.transport import ArtifactAssembler, volume_parts
 from radmesh.common.volume import Volume
 from radmesh.report.convert import options_to_proto
 from radmesh.v1 import report_pb2, report_pb2_grpc
@@ -26,36 +25,25 @@ def generate_requests(options: report_pb2.GenerateOptions,
 def read_responses(responses: Iterable[report_pb2.GenerateResponse]) -> tuple[report_pb2.Report, dict[str, bytes]]:
     """The server stream → (Report, {artifact name: content}), each artifact's size and SHA-256 verified."""
     report: report_pb2.Report | None = None
-    heads: dict[str, Any] = {}
-    data: dict[str, bytearray] = {}
-    for n, response in enumerate(responses):
-        which = response.WhichOneof("item")
-        if which == "report":
-            if n != 0:
-                raise RadmeshError("report service sent the Report after other messages")
-            report = response.report
-        elif which == "artifact":
-            a = response.artifact
-            if a.name in heads:
-                raise RadmeshError(f"report service sent artifact {a.name} twice")
-            heads[a.name] = a
-            data[a.name] = bytearray(a.data)
-        elif which == "artifact_chunk":
-            c = response.artifact_chunk
-            if c.name not in data or c.offset_bytes != len(data[c.name]):
-                raise RadmeshError(f"report service sent a chunk of {c.name} out of order")
-            data[c.name] += c.data
-        else:
-            raise RadmeshError(f"report service sent an empty message ({n})")
-    if report is None:
-        raise RadmeshError("report service ended the stream without a Report")
-    out: dict[str, bytes] = {}
-    for name, head in heads.items():
-        blob = bytes(data[name])
-        if len(blob) != head.size_bytes or hashlib.sha256(blob).hexdigest() != head.sha256:
-            raise RadmeshError(f"artifact {name} arrived incomplete or corrupted (size or SHA-256 mismatch)")
-        out[name] = blob
-    return report, out
+    files = ArtifactAssembler("report service")
+    try:
+        for n, response in enumerate(responses):
+            which = response.WhichOneof("item")
+            if which == "report":
+                if n != 0:
+                    raise RadmeshError("report service sent the Report after other messages")
+                report = response.report
+            elif which == "artifact":
+                files.add_artifact(response.artifact)
+            elif which == "artifact_chunk":
+                files.add_chunk(response.artifact_chunk)
+            else:
+                raise RadmeshError(f"report service sent an empty message ({n})")
+        if report is None:
+            raise RadmeshError("report service ended the stream without a Report")
+        return report, files.finish()
+    except InvalidInputError as e:  # the service's fault, not the caller's input
+        raise RadmeshError(str(e)) from None
 
 
 def generate_remote(target: str, findings: Mapping[str, Any], intent: Mapping[str, Any],

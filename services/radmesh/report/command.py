@@ -31,13 +31,11 @@ from radmesh.common.errors import InvalidInputError
 if TYPE_CHECKING:
     import numpy as np
 
-    from radmesh.common.volume import Volume
-
 # The CLI builds its parser from add_arguments on every run, so this module imports
 # nothing heavy at the top; numpy, the measurement core and the writers load in run().
 DEFAULT_MIN_LESION_MM3 = 10.0  # = radmesh.measurement.core.DEFAULT_MIN_LESION_MM3
 
-__all__ = ["load_model_info", "read_ct_and_study", "run"]
+__all__ = ["load_model_info", "run"]
 
 
 def load_model_info(path: str | os.PathLike | None,
@@ -82,24 +80,6 @@ def load_model_info(path: str | os.PathLike | None,
     return info, (validated or None)
 
 
-def read_ct_and_study(path: str | os.PathLike, announce: Callable[[str], None] | None = None
-                      ) -> tuple[Volume, Any, dict[str, Any]]:
-    """(CT, DicomSource or None, StudyMetadata dict) — DICOM headers and study facts when the CT is DICOM.
-    ``announce`` receives the sentence on which DICOM series was read (see imageio.read_ct)."""
-    from radmesh.common.imageio import read_ct
-
-    ct, source = read_ct(path, announce)
-    if source is None:
-        return ct, None, {}
-    from radmesh.report.core import STUDY_FIELDS
-
-    study = {k: v for k, v in dict(source.study).items() if v and k in STUDY_FIELDS}
-    from radmesh.dicom.source import headers_to_bytes
-
-    study["source_dicom_headers"] = headers_to_bytes(source.headers)
-    return ct, source, study
-
-
 def classes_to_measure(labels: np.ndarray, intent: dict[str, Any]) -> list[int]:
     """Every class present in the label map, plus every class the request names (absent ones measure as 0)."""
     import numpy as np
@@ -118,7 +98,7 @@ def run(ct_path: str, mask_path: str, prompt: str, out_dir: str, formats: str | 
 
     Returns (report JSON document, report text, written paths).
     """
-    from radmesh.common.imageio import read_volume
+    from radmesh.common.imageio import read_ct_and_study, read_volume
     from radmesh.common.volume import Volume
     from radmesh.measurement.core import measure
     from radmesh.report.artifacts import build_artifacts, parse_formats, report_files, write_report_folder

@@ -58,6 +58,7 @@ from google.protobuf import json_format
 from radmesh import __version__
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.intent_wire import ACTIONS
 from radmesh.common.protojson import from_plain, to_plain
 from radmesh.common.transport import geometry_from_proto
 from radmesh.common.volume import Geometry, GeometryError, Volume
@@ -72,7 +73,6 @@ __all__ = ["DRAFT_NOTICE", "SCHEMA", "Report", "generate", "label_array", "norma
 
 SCHEMA = "radmesh.report/1"
 DRAFT_NOTICE = ("DRAFT for review by a radiologist; not for diagnostic use until validated on real CT.")
-_ACTIONS = ("segment", "measure", "locate", "count", "report")
 _SIDES = ("", "left", "right", "both")
 STUDY_FIELDS = tuple(f.name for f in report_pb2.StudyMetadata.DESCRIPTOR.fields)
 MODEL_FIELDS = tuple(f.name for f in common_pb2.ModelInfo.DESCRIPTOR.fields)
@@ -177,9 +177,9 @@ def normalise_intent(intent: Any) -> dict[str, Any]:
         sub = str(t.get("subregion") or "")
         targets.append({"class_index": info.index, "name": info.name, "laterality": side, "subregion": sub})
     actions = [str(a) for a in intent.get("actions") or []]
-    bad = [a for a in actions if a not in _ACTIONS]
+    bad = [a for a in actions if a not in ACTIONS]
     if bad:
-        raise InvalidInputError(f"intent actions {bad} are not among {', '.join(_ACTIONS)}")
+        raise InvalidInputError(f"intent actions {bad} are not among {', '.join(ACTIONS)}")
     if_any = intent.get("if_any", False)
     if not isinstance(if_any, bool):
         raise InvalidInputError(f"intent if_any must be true or false, got {if_any!r}")
@@ -328,7 +328,7 @@ def _da_text(da: str) -> str:
     return f"{da[:4]}-{da[4:6]}-{da[6:]}" if da else ""
 
 
-def _matches(target: Mapping[str, Any], lesion: Mapping[str, Any]) -> bool:
+def lesion_matches(target: Mapping[str, Any], lesion: Mapping[str, Any]) -> bool:
     """Whether a lesion lies where a narrowed request asked (side, sub-region)."""
     side = target["laterality"]
     if side in ("left", "right") and lesion["laterality"] != side:
@@ -336,7 +336,7 @@ def _matches(target: Mapping[str, Any], lesion: Mapping[str, Any]) -> bool:
     return not target["subregion"] or lesion["subregion"] == target["subregion"]
 
 
-def _narrowing(class_index: int, target: Mapping[str, Any]) -> str:
+def narrowing(class_index: int, target: Mapping[str, Any]) -> str:
     """" in the pancreatic tail" for a request narrowed to a side or sub-region; "" otherwise."""
     if not target["subregion"] and target["laterality"] not in ("left", "right"):
         return ""
@@ -408,7 +408,7 @@ class _Builder:
             "host": vocab.get(host).name if host else "",
             "host_hu_mean": lesion["host_hu_mean"] if host else None,
             "attenuation": S.relative_attenuation(c, lesion) or None,
-            "matches_request": any(_matches(t, lesion) for t in targets),
+            "matches_request": any(lesion_matches(t, lesion) for t in targets),
             "sentence": S.lesion_sentence(c, lesion, image),
         }
 
@@ -459,8 +459,8 @@ class _Builder:
                 out[-1] = out[-1][:-1] + (f" (labelled voxels of {entry['name']} form no component of "
                                           f"{self.f['min_lesion_mm3']:g} mm³ or more).")
         for t in self.intent["targets"]:
-            where = _narrowing(c, t)
-            if t["class_index"] == c and where and lesions and not any(_matches(t, x) for x in lesions):
+            where = narrowing(c, t)
+            if t["class_index"] == c and where and lesions and not any(lesion_matches(t, x) for x in lesions):
                 out.append(S.absent_sentence(c, where))
         return out
 
@@ -504,11 +504,11 @@ class _Builder:
             c = t["class_index"]
             e = entries[c]
             if e["kind"] == vocab.Kind.LESION.value:
-                hits = [x for x in self.by_class[c]["lesions"] if _matches(t, x)]
+                hits = [x for x in self.by_class[c]["lesions"] if lesion_matches(t, x)]
                 if hits:
                     items.append(S.impression_of_lesions(c, hits, [self.images(x["long_axis_slice"]) for x in hits]))
                 else:
-                    items.append(S.absent_sentence(c, _narrowing(c, t)))
+                    items.append(S.absent_sentence(c, narrowing(c, t)))
             elif c == vocab.AORTA and self.aorta and self.aorta["measured"]:
                 # A radiologist's impression of the aorta is its calibre, not its volume; an
                 # aneurysm is stated by the rule's own impression below.
@@ -520,7 +520,7 @@ class _Builder:
             said.add(c)
         for c in sorted(entries, key=_dictation_rank):  # lesions the request did not cover, but present
             targets = [t for t in self.intent["targets"] if t["class_index"] == c]
-            lesions = [x for x in self.by_class[c]["lesions"] if not any(_matches(t, x) for t in targets)]
+            lesions = [x for x in self.by_class[c]["lesions"] if not any(lesion_matches(t, x) for t in targets)]
             if lesions:
                 items.append(S.impression_of_lesions(c, lesions, [self.images(x["long_axis_slice"]) for x in lesions]))
         for r in self.recs:  # findings the rules name (aneurysm, splenomegaly), unless the request covered them

@@ -8,9 +8,7 @@ by its ArtifactChunks in order.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 
@@ -18,38 +16,23 @@ from radmesh.common.config import ServeConfig
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.intent_wire import intent_from_proto
 from radmesh.common.server import Deadline, ServiceSpec
-from radmesh.common.transport import CHUNK_BYTES, VolumeAssembler
+from radmesh.common.transport import CHUNK_BYTES, VolumeAssembler, artifact_pieces
 from radmesh.common.volume import Volume
 from radmesh.report import convert
-from radmesh.report.artifacts import FILE_NAMES, MEDIA_TYPES, build_artifacts
+from radmesh.report.artifacts import FILE_NAMES, build_artifacts, dicom_source, media_type
 from radmesh.report.core import generate, label_array, normalise_findings
 from radmesh.v1 import common_pb2, report_pb2, report_pb2_grpc
 
 SERVICE_NAME = report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name
 
 
-def dicom_source(study: dict[str, Any], labels: Volume | None) -> Any:
-    """The CT's DicomSource rebuilt from the study's source headers, or None (NIfTI source)."""
-    if not study.get("source_dicom_headers"):
-        return None
-    from radmesh.dicom.source import source_from_headers
-
-    return source_from_headers(study["source_dicom_headers"], labels.geometry if labels is not None else None)
-
-
 def artifact_messages(name: str, data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[report_pb2.GenerateResponse]:
     """One artifact as GenerateResponse messages: inline if small, else a header and chunks."""
-    head = common_pb2.Artifact(name=name, media_type=MEDIA_TYPES.get(name, "application/octet-stream"),
-                               size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    if len(data) <= chunk_bytes:
-        head.data = data
-        yield report_pb2.GenerateResponse(artifact=head)
-        return
-    yield report_pb2.GenerateResponse(artifact=head)
-    view = memoryview(data)
-    for offset in range(0, len(data), chunk_bytes):
-        yield report_pb2.GenerateResponse(artifact_chunk=common_pb2.ArtifactChunk(
-            name=name, offset_bytes=offset, data=bytes(view[offset:offset + chunk_bytes])))
+    for piece in artifact_pieces(name, data, media_type(name), chunk_bytes):
+        if isinstance(piece, common_pb2.Artifact):
+            yield report_pb2.GenerateResponse(artifact=piece)
+        else:
+            yield report_pb2.GenerateResponse(artifact_chunk=piece)
 
 
 class ReportServicer(report_pb2_grpc.ReportServiceServicer):

@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import grpc
 import numpy as np
 
-from radmesh.common.errors import FailedPreconditionError, InvalidInputError, RadmeshError, UnavailableError
+from radmesh.common.errors import (DeadlineExceededError, FailedPreconditionError, InvalidInputError,  # noqa: F401 - DeadlineExceededError: re-exported
+                                   RadmeshError, UnavailableError)
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,6 @@ _LOOPBACK = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
 
 class _SharedMemoryUnusable(Exception):
     """Triton is reachable but cannot open this process's regions (no shared /dev/shm)."""
-
-
-class DeadlineExceededError(RadmeshError):
-    """The request's deadline ran out before the work was done."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    exit_code = 5
 
 
 def is_loopback(url: str) -> bool:

@@ -184,6 +184,8 @@ _action("locate", "locate", "located", "locating", "localize", "localized", "loc
         "point out", "point to", "show me where", "which part", "which side", "pinpoint", "position",
         "identify", "spot", "flag", "circle", "which")
 _action("count", "how many", "count", "counts", "counting", "number of", "tally", "enumerate")
+_action("compare", "compare", "compares", "compared", "comparing", "comparison", "versus", "vs",
+        "side by side", "relative to", "against")
 _action("report", "report", "reports", "reporting", "write up", "writeup", "write-up", "impression",
         "summarize", "summary", "structured report", "draft report", "radiology report")
 

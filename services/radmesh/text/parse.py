@@ -37,12 +37,19 @@ import numpy as np
 
 from radmesh.common import vocabulary as V
 from radmesh.common.errors import InvalidInputError
+from radmesh.common.intent_wire import ACTIONS
 from radmesh.text import lexicon as L
 
 MAX_PROMPT_CHARS = 1000
 # Cosine similarity (MiniLM, L2-normalised) at which a left-over phrase names a class.
 SIMILARITY_THRESHOLD = 0.57
-ACTIONS = ("segment", "measure", "locate", "count", "report")
+# Words that point back at earlier findings ("measure it", "where are they?"); the plural ones
+# make the reference plural.
+_BACK_SINGULAR = {"it", "its", "this", "that"}
+_BACK_PLURAL = {"them", "they", "their", "these", "those"}
+# Actions that, with no target and nothing else left over, are a question about earlier
+# findings ("how big?", "where exactly?", "how many are there?") rather than a request for nothing.
+_QUESTION_ACTIONS = {"measure", "locate", "count", "compare"}
 _MAX_PHRASE = 5
 _PREPOSITIONS = {"in", "of", "within", "involving", "on", "at", "from", "inside", "arising", "affecting",
                  "along", "near", "into", "off", "abutting", "adjacent"}
@@ -75,6 +82,8 @@ class Intent:
     unsupported: bool = False
     unsupported_phrase: str = ""
     suggestions: tuple[int, ...] = ()
+    refers_back: bool = False  # names no class but points at earlier findings ("measure it")
+    refers_back_plural: bool = False  # ... plurally ("them", "they")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +95,8 @@ class Intent:
             "unsupported": self.unsupported,
             "unsupported_phrase": self.unsupported_phrase,
             "suggestions": [{"class_index": c, "name": V.get(c).name} for c in self.suggestions],
+            "refers_back": self.refers_back,
+            "refers_back_plural": self.refers_back_plural,
             "matched_phrases": [t.phrase for t in self.targets],
         }
 
@@ -589,6 +600,13 @@ class Parser:
         final = tuple(sorted(unique.values(), key=lambda t: t.key))
 
         unsupported_phrase = " ".join(oov_phrases)
+        if not final and not oov_phrases and not content:
+            # Nothing named and nothing left unexplained: "measure it", "how big is it?", "and them?"
+            # point back at earlier findings; a conversation resolves them (the text service cannot).
+            plural = any(w in _BACK_PLURAL for w in words)
+            if plural or any(w in _BACK_SINGULAR for w in words) or actions & _QUESTION_ACTIONS:
+                ordered = tuple(a for a in ACTIONS if a in actions)
+                return Intent((), ordered, if_any, 1.0, refers_back=True, refers_back_plural=plural)
         if not final and not (actions == {"report"} and not oov_phrases):
             unsupported_phrase = unsupported_phrase or " ".join(content) or " ".join(words)
             suggestions = tuple(c for c, _ in self.nearest(unsupported_phrase)) if unsupported_phrase else ()
