@@ -253,6 +253,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return main_args(args)
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    from radmesh.assistant.command import run
+
+    return run(args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from radmesh.model.train import main as train_main
 
@@ -277,7 +283,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from radmesh.up import up
 
-    return up(workdir=args.workdir, exit_after_demo=args.exit_after_demo, seed=args.seed)
+    return up(workdir=args.workdir, host=args.host, port_offset=args.port_offset, ui_port=args.ui_port)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from radmesh.up import down
+
+    return down(workdir=args.workdir)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from radmesh.up import demo
+
+    return demo(workdir=args.workdir, port_offset=args.port_offset)
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -373,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("rest", nargs=argparse.REMAINDER, help=f"arguments of {name} (see radmesh {name} --help)")
         p.set_defaults(func=func)
 
+    from radmesh.assistant.command import add_arguments as add_ask_arguments
+
+    p = sub.add_parser("ask", help="ask a question about a CT in plain words (the assistant's conversation)")
+    add_ask_arguments(p)
+    p.set_defaults(func=cmd_ask)
+
     p = sub.add_parser("serve", help="run one service of the mesh")
     serve_sub = p.add_subparsers(dest="service", required=True, metavar="SERVICE")
     for name, info in SERVICES.items():
@@ -385,11 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_triton_parser(serve_sub)
 
-    p = sub.add_parser("up", help="run the whole mesh locally on its defaults, with a sample study")
-    p.add_argument("--workdir", default=".radmesh", help="folder for the sample study and logs (default .radmesh)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample phantom study")
-    p.add_argument("--exit-after-demo", action="store_true", help="stop once the sample study was answered")
+    workdir_help = "folder for the sample studies, logs and the record of what runs (default .radmesh)"
+    p = sub.add_parser("up", help="run the whole product locally (Triton, every service, the chat UI) until Ctrl-C")
+    p.add_argument("--workdir", default=".radmesh", help=workdir_help)
+    p.add_argument("--host", default="127.0.0.1", help="address every part listens on (default 127.0.0.1)")
+    p.add_argument("--port-offset", type=int, default=0, help="add N to every default port (default 0)")
+    p.add_argument("--ui-port", type=int, help="the UI's port (default 7860 + offset)")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop what `radmesh up` started from the same --workdir")
+    p.add_argument("--workdir", default=".radmesh", help=workdir_help)
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("demo", help="the mesh without the UI: the sample's question asked once, then stop")
+    p.add_argument("--workdir", default=".radmesh", help=workdir_help)
+    p.add_argument("--port-offset", type=int, default=0, help="add N to every default port (default 0)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

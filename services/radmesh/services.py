@@ -53,6 +53,23 @@ def _segmentation_options(parser: argparse.ArgumentParser) -> tuple[str, ...]:
     return ("triton_url", "triton_model", "shared_memory", "text_url", "weights", "embedded")
 
 
+def _assistant_options(parser: argparse.ArgumentParser) -> tuple[str, ...]:
+    from radmesh.assistant.sessions import DEFAULT_IDLE_S, DEFAULT_MAX_SESSIONS
+    from radmesh.common.config import add_env_argument
+
+    for name in ("text", "segmentation", "measurement", "report"):
+        add_env_argument(parser, f"--{name}-url", default=f"127.0.0.1:{SERVICES[name].port}",
+                         help=f"{name} service HOST:PORT")
+    add_env_argument(parser, "--session-idle-s", type=float, default=DEFAULT_IDLE_S,
+                     help="seconds without a question after which a session and its files are removed")
+    add_env_argument(parser, "--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                     help="sessions held at once; more are RESOURCE_EXHAUSTED")
+    add_env_argument(parser, "--session-dir", help="folder for the sessions' files (default: a temporary folder, "
+                                                   "removed at exit)")
+    return ("text_url", "segmentation_url", "measurement_url", "report_url", "session_idle_s", "max_sessions",
+            "session_dir")
+
+
 SERVICES: dict[str, ServiceInfo] = {
     "measurement": ServiceInfo("radmesh.measurement.server", 50054, 9104,
                                "per-structure and per-lesion measurements of a label map"),
@@ -64,6 +81,10 @@ SERVICES: dict[str, ServiceInfo] = {
                                 add_options=_segmentation_options),
     "report": ServiceInfo("radmesh.report.server", 50055, 9105,
                           "draft structured reports (text, JSON) with DICOM SEG, DICOM SR and NIfTI"),
+    # last: it calls every service above (radmesh up starts them in this order)
+    "assistant": ServiceInfo("radmesh.assistant.server", 50051, 9101,
+                             "answer clinicians' questions about a study by planning calls to the other services",
+                             add_options=_assistant_options),
 }
 
 
