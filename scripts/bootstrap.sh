@@ -16,13 +16,33 @@ find_python() {
   return 1
 }
 
-# dciodvfy (Debian dicom3tools) checks the DICOM files the tests write; idempotent, sudo only when not root.
-if ! command -v dciodvfy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get install -y -q dicom3tools >/dev/null 2>&1 \
-    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q dicom3tools >/dev/null; } \
-    || echo "bootstrap: could not install dicom3tools (dciodvfy); the DICOM conformance tests will fail" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+# apt_install COMMAND PACKAGES... WHY: install Debian packages when COMMAND is missing (idempotent).
+apt_install() {
+  local cmd="$1" why="${@: -1}"
+  local pkgs=("${@:2:$#-2}")
+  if command -v "$cmd" >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then return 0; fi
+  $SUDO apt-get install -y -q "${pkgs[@]}" >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q "${pkgs[@]}" >/dev/null; } \
+    || echo "bootstrap: could not install ${pkgs[*]}; $why" >&2
+}
+# dciodvfy (Debian dicom3tools) checks the DICOM files the tests write.
+apt_install dciodvfy dicom3tools "the DICOM conformance tests will fail"
+if [ "${RADMESH_EXTRAS:-}" = "dev" ]; then
+  # the UI tests drive Debian's chromium with Playwright (never a browser Playwright downloads)
+  apt_install chromium chromium chromium-driver "the browser tests of the UI will fail"
+fi
+# NiiVue, the UI's interactive viewer, from npm (ui/package-lock.json pins it; never committed)
+if [ ! -f "$ROOT/ui/node_modules/@niivue/niivue/dist/niivue.umd.js" ]; then
+  apt_install npm nodejs npm "the UI's viewer needs @niivue/niivue from npm"
+  if command -v npm >/dev/null 2>&1; then
+    npm ci --prefix "$ROOT/ui" --no-audit --no-fund --silent >/dev/null 2>&1 \
+      || npm install --prefix "$ROOT/ui" --no-audit --no-fund --silent >/dev/null 2>&1 \
+      || echo "bootstrap: npm could not install @niivue/niivue; the UI's viewer will say so" >&2
+  else
+    echo "bootstrap: npm not found; the UI's viewer needs @niivue/niivue (install Node.js and rerun)" >&2
+  fi
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
