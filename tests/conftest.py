@@ -92,3 +92,86 @@ def triton_server(tmp_path_factory):
     triton.start(timeout_s=300)
     yield triton
     triton.stop()
+
+
+@dataclass
+class RunningProduct:
+    """A ``radmesh up`` (Triton, every service, the UI, the samples) on ports moved by ``offset``."""
+
+    workdir: Path
+    offset: int
+    proc: subprocess.Popen
+    lines: list[str]
+
+    @property
+    def assistant_url(self) -> str:
+        from radmesh.services import SERVICES
+
+        return f"127.0.0.1:{SERVICES['assistant'].port + self.offset}"
+
+    @property
+    def ui_url(self) -> str:
+        from radmesh.up import UI_PORT
+
+        return f"http://127.0.0.1:{UI_PORT + self.offset}/"
+
+    def stdout(self) -> str:
+        return "\n".join(self.lines)
+
+
+def start_product(workdir: Path, attempts: int = 5) -> RunningProduct:
+    """``radmesh up --workdir WORKDIR --port-offset N`` until it prints "radmesh is up"; another
+    random N when one of its ports is taken (it refuses before starting anything)."""
+    import random
+    import threading
+
+    for _ in range(attempts):
+        offset = random.randrange(2000, 14000, 10)
+        proc = subprocess.Popen([sys.executable, "-m", "radmesh.cli", "up", "--workdir", str(workdir),
+                                 "--port-offset", str(offset)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        lines: list[str] = []
+        up = threading.Event()
+
+        def pump(proc=proc, lines=lines, up=up) -> None:
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if line.startswith("radmesh is up"):
+                    up.set()
+            up.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        up.wait(timeout=900)
+        if proc.poll() is None and any(ln.startswith("radmesh is up") for ln in lines):
+            return RunningProduct(workdir, offset, proc, lines)
+        proc.kill()
+        proc.wait()
+        if not any("is in use" in ln for ln in lines):
+            raise RuntimeError("radmesh up did not come up:\n" + "\n".join(lines))
+    raise RuntimeError(f"radmesh up found a taken port {attempts} times")
+
+
+@pytest.fixture(scope="session")
+def product(tmp_path_factory):
+    """The whole product as the README's first command runs it. Teardown is ``radmesh down``,
+    and checks that every process ``up`` started has gone."""
+    import json
+
+    workdir = tmp_path_factory.mktemp("product")
+    running = start_product(workdir)
+    yield running
+    state = json.loads((workdir / "up.json").read_text())
+    pids = [state["pid"], state["triton_pid"], *state["processes"].values()]
+    down = subprocess.run([sys.executable, "-m", "radmesh.cli", "down", "--workdir", str(workdir)],
+                          capture_output=True, text=True, timeout=180)
+    assert down.returncode == 0 and "radmesh stopped" in down.stdout, down.stdout + down.stderr
+    assert running.proc.wait(timeout=60) == 0, running.stdout()
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(int(pid), 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    assert not alive, f"processes left running after radmesh down: {alive}"
+    assert not (workdir / "up.json").exists()
