@@ -23,3 +23,14 @@ def test_serving_benchmark_runs_and_prints_the_ratios():
     assert "label maps equal (served vs in-process): True" in r.stdout
     assert "served / in-process:" in r.stdout and "upload on loopback:" in r.stdout
     assert "2 client(s):" in r.stdout
+
+
+def test_assistant_benchmark_runs_served_and_in_process():
+    import random
+
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_assistant.py"), "--size", "96", "--slices", "40",
+                        "--spacing-mm", "4,4,5", "--port-offset", str(random.randrange(3000, 14000, 10))],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("first event:") == 2 and "served / in-process, first answer:" in r.stdout
+    assert r.stdout.count("uploaded 0 bytes") == 2  # the follow-ups, served and in-process
