@@ -19,7 +19,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
-from conftest import start_service
+from conftest import free_port, start_service
 
 REPO = Path(__file__).resolve().parents[1]
 UI_ROOT = REPO / "ui"
@@ -50,12 +49,6 @@ ANSWER_TIMEOUT_MS = 600_000
 
 
 # ---- processes -----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class UIProcess:

@@ -166,13 +166,17 @@ class ChatUI:
             space.update_owner()
         return state, space
 
+    def _end_session(self, session_id: str) -> None:
+        """End the assistant's session (its study and files go); a failure is only logged."""
+        if not session_id:
+            return
+        try:
+            end_session_remote(self.config.assistant_url, session_id, timeout_s=5)
+        except RadmeshError as e:
+            log.info("could not end assistant session: %s", e)
+
     def _remove(self, space: UserSpace) -> None:
-        sid = space.owner().get("assistant_session") or ""
-        if sid:
-            try:
-                end_session_remote(self.config.assistant_url, sid, timeout_s=5)
-            except RadmeshError as e:
-                log.info("could not end assistant session: %s", e)
+        self._end_session(space.owner().get("assistant_session") or "")
         space.remove()
 
     def end_user(self, state: dict[str, Any] | None) -> None:
@@ -207,11 +211,7 @@ class ChatUI:
 
     def _set_study(self, state: dict[str, Any], space: UserSpace, ct_file: Path, info: dict[str, Any],
                    title: str, description: str, kind: str) -> dict[str, Any]:
-        if state.get("session_id"):
-            try:  # a new study starts a new conversation with the assistant
-                end_session_remote(self.config.assistant_url, state["session_id"], timeout_s=5)
-            except RadmeshError as e:
-                log.info("could not end assistant session: %s", e)
+        self._end_session(state.get("session_id") or "")  # a new study starts a new conversation
         state.update(session_id="", study_handle=info["handle"], jumps=[],
                      study={"title": title, "description": description, "kind": kind, "ct": ct_file.name,
                             "shape_zyx": info["shape_zyx"], "spacing_xyz_mm": info["spacing_xyz_mm"],
@@ -311,11 +311,7 @@ class ChatUI:
 
     def new_conversation(self, state: dict[str, Any], request: gr.Request):
         state, space = self.space(state, request)
-        if state.get("session_id"):
-            try:
-                end_session_remote(self.config.assistant_url, state["session_id"], timeout_s=5)
-            except RadmeshError as e:
-                log.info("could not end assistant session: %s", e)
+        self._end_session(state.get("session_id") or "")
         state.update(session_id="", messages=[], jumps=[])
         space.update_owner(assistant_session="")
         space.remove_viewer_files("labels")
