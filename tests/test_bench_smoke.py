@@ -34,3 +34,11 @@ def test_assistant_benchmark_runs_served_and_in_process():
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("first event:") == 2 and "served / in-process, first answer:" in r.stdout
     assert r.stdout.count("uploaded 0 bytes") == 2  # the follow-ups, served and in-process
+
+
+def test_published_backbone_benchmark_runs_and_prints_the_ratio():
+    # the shipped backbone only: the published ones each add minutes of export here (timed in docs/benchmarks.md)
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_published.py"), "--only", "compact",
+                        "--repeat", "1"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "unet_compact (shipped)" in r.stdout and "ORT/PyTorch" in r.stdout

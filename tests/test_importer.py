@@ -5,8 +5,8 @@ published layout itself: ``{'net': state_dict}`` with the key names of the
 published ``Universal_model`` (github.com/ljwztc/CLIP-Driven-Universal-Model,
 ``model/Universal_model.py``, ``model/Unet.py``, ``model/SwinUNETR.py``) behind
 ``module.``, the Swin UNETR parts at the top level as in the released file, and
-the ``organ_embedding`` buffer. The renaming below is written here, independently
-of the importer, and the literal key names and shapes checked in
+the ``organ_embedding`` buffer. The renaming is written independently
+of the importer (tests/published_layout.py), and the literal key names and shapes checked in
 ``test_published_layout`` are those of the published code.
 """
 
@@ -20,46 +20,7 @@ from torch import nn
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.model import backbones, network
 from radmesh.model.importer import import_universal_checkpoint
-
-SWIN_TOP = ("swinViT.", "encoder1.", "encoder2.", "encoder3.", "encoder4.", "encoder10.",
-            "decoder1.", "decoder2.", "decoder3.", "decoder4.", "decoder5.")
-REGISTRY = {"unet": "unet_universal", "swinunetr": "swinunetr"}
-
-
-def to_published(name: str, backbone: str, swin_top_level: bool = True) -> str:
-    """Our state_dict name → the published checkpoint key."""
-    if backbone == "swinunetr" and swin_top_level and name.startswith("backbone."):
-        rest = name[len("backbone."):]
-        assert rest.startswith(SWIN_TOP), name
-        name = rest
-    return "module." + name
-
-
-def _reference(backbone: str, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """A state_dict of our model with distinctive values, and an organ_embedding (32, 512)."""
-    torch.manual_seed(seed)
-    model = network.build_model(REGISTRY[backbone], embed_dim=512)
-    state = {}
-    for name, value in model.state_dict().items():
-        if value.is_floating_point():
-            value = value + 0.01 * torch.randn_like(value)
-            if name.endswith("running_var"):
-                value = value.abs() + 0.5
-        state[name] = value.clone()
-    return state, torch.randn(32, 512)
-
-
-def _write(path, state, embedding, backbone, swin_top_level=True, **edits):
-    net = {to_published(n, backbone, swin_top_level): v for n, v in state.items()}
-    net["module.organ_embedding"] = embedding
-    for key, value in edits.items():
-        if value is None:
-            del net[key]
-        else:
-            net[key] = value
-    torch.save({"net": net, "optimizer": {"state": {}, "param_groups": []}, "epoch": 7}, path)
-    return path
-
+from published_layout import reference_state as _reference, to_published, write_checkpoint as _write
 
 @pytest.fixture(scope="module")
 def unet_reference():
@@ -163,8 +124,10 @@ def test_import_roundtrip(tmp_path, unet_reference, swin_reference, backbone, sw
         logits = model(image, table[[0, 5, 10]])  # spleen, liver, pancreas
     (bottleneck, decoder), = features
     cb, cd, scale = (512, 64, 8) if backbone == "unet" else (768, 48, 32)
-    assert bottleneck.shape == (1, cb, *(n // scale for n in spatial))
-    assert decoder.shape == (1, cd, *spatial)
+    native = spatial[::-1]  # the backbone sees MONAI's (x, y, z) order of radmesh's (z, y, x) window
+    assert model.frame == "ras_xyz"
+    assert bottleneck.shape == (1, cb, *(n // scale for n in native))
+    assert decoder.shape == (1, cd, *native)
     assert logits.shape == (1, 3, *spatial)
     assert torch.isfinite(logits).all()
 

@@ -247,6 +247,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights_import(args: argparse.Namespace) -> int:
+    from radmesh.model.importer import write_published_weights
+
+    r = write_published_weights(args.published, args.out, args.backbone, _parse_classes(args.classes))
+    print(f"wrote {r['weights']} ({r['model_version']}: {r['backbone']}, {r['parameters'] / 1e6:.2f} M parameters, "
+          f"{len(r['classes'])} validated classes, {r['weights_bytes'] / 1e6:.0f} MB)")
+    print(f"wrote {r['class_table']} (the checkpoint's class embeddings, for the text service)")
+    print(f"segment:  radmesh segment --weights {r['weights']} --ct CT.nii.gz --prompt \"segment the liver\" --out OUT")
+    print(f"the mesh: radmesh up --weights {r['weights']}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from radmesh.report.command import main_args
 
@@ -283,7 +295,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from radmesh.up import up
 
-    return up(workdir=args.workdir, host=args.host, port_offset=args.port_offset, ui_port=args.ui_port)
+    return up(workdir=args.workdir, host=args.host, port_offset=args.port_offset, ui_port=args.ui_port,
+              weights=args.weights)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -415,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address every part listens on (default 127.0.0.1)")
     p.add_argument("--port-offset", type=int, default=0, help="add N to every default port (default 0)")
     p.add_argument("--ui-port", type=int, help="the UI's port (default 7860 + offset)")
+    p.add_argument("--weights", help="model weights every part serves (default: the shipped reference model; "
+                                     "e.g. a file from `radmesh weights import`)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop what `radmesh up` started from the same --workdir")
@@ -425,6 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".radmesh", help=workdir_help)
     p.add_argument("--port-offset", type=int, default=0, help="add N to every default port (default 0)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("weights", help="make model weights radmesh can serve")
+    weights_sub = p.add_subparsers(dest="weights_command", required=True, metavar="COMMAND")
+    wp = weights_sub.add_parser("import", help="a published CLIP-Driven Universal Model checkpoint → radmesh weights")
+    wp.add_argument("--published", required=True, help="the published checkpoint (.pth, {'net': state_dict})")
+    wp.add_argument("--backbone", choices=("unet", "swinunetr"), help="its backbone (default: read from its keys)")
+    wp.add_argument("--out", required=True, help="radmesh weights file to write (.pt); the class table goes beside "
+                                                 "it as NAME.class_table.pt")
+    wp.add_argument("--classes", help="validated classes, indices or names (default: the 32 the publication "
+                                      "trained and evaluated)")
+    wp.set_defaults(func=cmd_weights_import)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

@@ -100,12 +100,38 @@ class Ports:
         return [*self.triton.values(), *(p for pair in self.services.values() for p in pair), self.ui]
 
 
-def _service_cmd(name: str, ports: Ports) -> list[str]:
+def class_table_of(weights: str | os.PathLike | None) -> Path | None:
+    """The class-table file the text service must serve for ``weights``, or None (MiniLM encodes theirs).
+
+    Weights imported from a published checkpoint carry a fixed table (``table:`` encoder), written
+    beside them by ``radmesh weights import``; the segmentation service refuses any other.
+    """
+    if weights is None:
+        return None
+    from radmesh.model.importer import table_path_for
+    from radmesh.model.runtime import load
+
+    _, meta = load(weights)
+    if not str(meta.get("encoder_id", "")).startswith("table:"):
+        return None
+    table = table_path_for(weights)
+    if not table.is_file():
+        raise FailedPreconditionError(f"{weights} takes its class embeddings from a table file, but {table} is "
+                                      f"missing (radmesh weights import writes both)")
+    return table
+
+
+def _service_cmd(name: str, ports: Ports, weights: Path | None = None) -> list[str]:
     grpc_port, metrics = ports.services[name]
     cmd = [sys.executable, "-m", "radmesh.cli", "serve", name, "--host", ports.host, "--port", str(grpc_port),
            "--metrics-port", str(metrics)]
+    table = class_table_of(weights)
+    if name == "text" and table is not None:
+        cmd += ["--class-table", str(table)]
     if name == "segmentation":
         cmd += ["--triton-url", f"{ports.host}:{ports.triton['grpc']}", "--text-url", ports.address("text")]
+        if weights is not None:
+            cmd += ["--weights", str(weights)]
     if name == "assistant":
         for other in ("text", "segmentation", "measurement", "report"):
             cmd += [f"--{other}-url", ports.address(other)]
@@ -115,14 +141,16 @@ def _service_cmd(name: str, ports: Ports) -> list[str]:
 class Product:
     """The running processes of one ``radmesh up``."""
 
-    def __init__(self, workdir: Path, ports: Ports):
+    def __init__(self, workdir: Path, ports: Ports, weights: str | os.PathLike | None = None):
+        """``weights``: the model every part serves (default: the shipped reference weights)."""
         self.workdir, self.ports = workdir, ports
+        self.weights = Path(weights).resolve() if weights else None
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         self.triton = TritonProcess(grpc_port=ports.triton["grpc"], http_port=ports.triton["http"],
                                     metrics_port=ports.triton["metrics"], log_path=self.logs / "triton.log",
-                                    host=ports.host)
+                                    host=ports.host, weights=str(self.weights) if self.weights else None)
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
         log_file = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
@@ -142,7 +170,7 @@ class Product:
         self._record()
 
     def start_service(self, name: str) -> None:
-        proc = self._spawn(name, _service_cmd(name, self.ports))
+        proc = self._spawn(name, _service_cmd(name, self.ports, self.weights))
         try:
             wait_serving(self.ports.address(name), HEALTH_TIMEOUT_S)
         except UnavailableError:
@@ -232,7 +260,7 @@ def _previous_running(workdir: Path) -> int | None:
 
 
 def up(workdir: str | os.PathLike = ".radmesh", host: str = "127.0.0.1", port_offset: int = 0,
-       ui_port: int | None = None) -> int:
+       ui_port: int | None = None, weights: str | os.PathLike | None = None) -> int:
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     running = _previous_running(workdir)
@@ -240,10 +268,11 @@ def up(workdir: str | os.PathLike = ".radmesh", host: str = "127.0.0.1", port_of
         raise FailedPreconditionError(f"radmesh is already up from {workdir} (pid {running}); radmesh down stops it")
     ports = Ports(host=host, offset=port_offset, ui=ui_port)
     ports.check_free()
+    class_table_of(weights)  # refuse weights that cannot be served before anything starts
     from radmesh.samples import ensure_samples
 
     stop = _signals()
-    product = Product(workdir, ports)
+    product = Product(workdir, ports, weights)
     try:
         start_mesh(product)
         print(f"preparing the sample studies in {workdir / 'samples'} ...", flush=True)

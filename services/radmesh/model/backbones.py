@@ -193,14 +193,17 @@ def _stage(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """
     from monai.networks.nets.swin_unetr import compute_mask, get_window_size
 
-    b, _, d, h, w = x.shape
+    # Python ints for the channel and spatial sizes (fixed per window): ONNX export then knows every
+    # channel count after the reshapes below, which the instance norms of the encoders need.
+    b = x.shape[0]
+    c, d, h, w = (int(n) for n in x.shape[1:])
     window, shift = get_window_size((d, h, w), layer.window_size, layer.shift_size)
     padded = [-(-n // k) * k for n, k in zip((d, h, w), window)]
     mask = compute_mask(padded, window, shift, x.device)
     x = x.permute(0, 2, 3, 4, 1)
     for block in layer.blocks:
         x = block(x, mask)
-    x = x.reshape(b, d, h, w, -1)
+    x = x.reshape(b, d, h, w, c)
     if layer.downsample is not None:
         x = layer.downsample(x)
     return x.permute(0, 4, 1, 2, 3)
@@ -208,7 +211,8 @@ def _stage(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _channel_layer_norm(x: torch.Tensor) -> torch.Tensor:
     """Layer norm over the channels of (B, C, D, H, W), no affine: the stage-output normalization."""
-    return F.layer_norm(x.permute(0, 2, 3, 4, 1), [x.shape[1]]).permute(0, 4, 1, 2, 3)
+    # int(): the channel count is fixed by the weights, and ONNX export needs it as a constant
+    return F.layer_norm(x.permute(0, 2, 3, 4, 1), [int(x.shape[1])]).permute(0, 4, 1, 2, 3)
 
 
 def swin_hidden_states(swin: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:

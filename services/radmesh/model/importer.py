@@ -23,17 +23,43 @@ filled, shapes are equal; otherwise :class:`FailedPreconditionError` names the
 offending keys. The published model has no parameter that our model lacks (the
 U-Net's per-class ``out_tr`` is commented out in ``Unet.py``, the published Swin
 UNETR defines no ``out`` convolution), so nothing is dropped.
+
+:func:`write_published_weights` (``radmesh weights import --published``) turns a checkpoint
+into a radmesh weights file that works wherever the shipped weights do, plus the class
+table beside it (``W.class_table.pt``) for the text service's ``table`` backend, which the
+segmentation service asks for the class embeddings. The preprocessing it records is what
+the published code does, each value from its repository (commit 43c1239):
+
+| value | published | where |
+| --- | --- | --- |
+| spacing | 1.5 × 1.5 × 1.5 mm, bilinear | ``test.py`` ``--space_x/y/z``; ``Spacingd`` in ``dataset/dataloader.py`` |
+| intensity | HU −175 … 250 → 0 … 1, clipped | ``test.py`` ``--a_min/--a_max/--b_min/--b_max``; ``ScaleIntensityRanged`` |
+| orientation | RAS, MONAI's (i, j, k) axis order | ``Orientationd(axcodes="RAS")`` after ``LoadImaged`` |
+| window | 96³ | ``test.py`` ``--roi_x/y/z`` |
+| sliding window | overlap 0.5, Gaussian blending, one window per call | ``sliding_window_inference(..., 1, model, overlap=0.5, mode='gaussian')`` in ``test.py`` |
+| threshold | sigmoid > 0.5 for every class | ``THRESHOLD_DIC`` in ``utils/utils.py`` |
+| classes | the 32 of ``ORGAN_NAME`` (``utils/utils.py``), in radmesh's order | the vocabulary |
+
+All but the orientation equal radmesh's own pipeline; the orientation is the weights'
+``frame`` (:mod:`radmesh.model.frames`), turned inside the model. The validated classes
+are the 32 the publication trained and evaluated (its ``ORGAN_NAME``); ``classes``
+narrows them.
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
+from radmesh.common.fileio import file_sha256
+from radmesh.model.frames import MONAI_RAS
 from radmesh.model.network import UniversalModel, build_model
 
 BACKBONE_NAMES = {"unet": "unet_universal", "swinunetr": "swinunetr"}
@@ -64,12 +90,89 @@ def radmesh_to_published(key: str, backbone: str) -> str:
     return PREFIX + key
 
 
+PUBLISHED_SOURCE = "github.com/ljwztc/CLIP-Driven-Universal-Model (commit 43c1239)"
+PUBLISHED_PREPROCESSING = {
+    "spacing_mm": "1.5 (test.py --space_x/--space_y/--space_z; Spacingd, bilinear)",
+    "hu_window": "[-175, 250] -> [0, 1], clipped (test.py --a_min/--a_max/--b_min/--b_max; ScaleIntensityRanged)",
+    "frame": "ras_xyz (dataset/dataloader.py: LoadImaged then Orientationd(axcodes='RAS'))",
+    "window": "96 (test.py --roi_x/--roi_y/--roi_z)",
+    "sliding_window": "overlap 0.5, gaussian, 1 window per call (test.py sliding_window_inference)",
+    "threshold": "sigmoid > 0.5 for every class (utils/utils.py THRESHOLD_DIC)",
+}
+TABLE_SUFFIX = ".class_table.pt"
+
+
+def detect_backbone(path: str | Path) -> str:
+    """``"unet"`` or ``"swinunetr"``, from the checkpoint's key names (InvalidInputError when neither)."""
+    parts = {_strip(_strip(k, PREFIX), "backbone.").split(".", 1)[0] for k in _read_state_dict(Path(path))}
+    if "swinViT" in parts:
+        return "swinunetr"
+    if "down_tr64" in parts:
+        return "unet"
+    raise InvalidInputError(f"checkpoint {path} holds neither a published U-Net (down_tr64.*) nor a Swin UNETR "
+                            f"(swinViT.*); name the backbone with --backbone")
+
+
+def table_path_for(weights: str | Path) -> Path:
+    """Where :func:`write_published_weights` puts the class table of ``weights``: ``W.class_table.pt``."""
+    w = Path(weights)
+    return w.with_name(w.stem + TABLE_SUFFIX)
+
+
+def write_published_weights(checkpoint: str | Path, out: str | Path, backbone: str | None = None,
+                            classes: Sequence[int] | None = None) -> dict[str, Any]:
+    """Write ``out`` (a radmesh weights file) and its class table from a published checkpoint.
+
+    ``backbone``: ``"unet"`` / ``"swinunetr"`` (default: detected from the keys); ``classes``:
+    the validated classes (default all 32). The table file holds the checkpoint's own
+    ``organ_embedding`` (32 × 512 float32) and the weights' ``encoder_id`` names it
+    (``table:32x512:<sha256[:16] of the file>``), so the segmentation service accepts
+    embeddings only from a text service serving that table. Both files are written
+    atomically and the weights are read back with :func:`radmesh.model.train.load_weights`
+    before this returns. Returns a summary (paths, backbone, model_version, classes, sizes).
+    """
+    from radmesh.model.train import WEIGHTS_FORMAT, WEIGHTS_FORMAT_VERSION, _atomic_save, load_weights
+    from radmesh.text.encoders import table_sha256
+
+    src = Path(checkpoint)
+    backbone = backbone or detect_backbone(src)
+    chosen = sorted({vocab.get(c).index for c in classes}) if classes else list(range(1, NUM_CLASSES + 1))
+    model, table = import_universal_checkpoint(src, backbone)
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise InvalidInputError(f"--out must name a .pt file, got {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table_file = table_path_for(out)
+    _atomic_save(table, table_file)
+    encoder_id = f"table:{NUM_CLASSES}x{CLIP_DIM}:{file_sha256(table_file)[:16]}"
+    rows = table[[c - 1 for c in chosen]].contiguous()
+    source_sha = file_sha256(src)
+    model_version = f"universal-{backbone}-published-{source_sha[:8]}"
+    _atomic_save(dict(
+        format=WEIGHTS_FORMAT, format_version=WEIGHTS_FORMAT_VERSION, model_version=model_version,
+        backbone=BACKBONE_NAMES[backbone], backbone_kwargs={}, embed_dim=CLIP_DIM, frame=MONAI_RAS,
+        classes=chosen, class_names=[vocab.get(c).name for c in chosen], class_embedding=rows,
+        encoder_id=encoder_id, table_sha256=table_sha256(rows.numpy()), spacing_mm=1.5,
+        hu_window=[-175.0, 250.0], patch_size=96,
+        state_dict={k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
+        training={"source": "published checkpoint", "repository": PUBLISHED_SOURCE,
+                  "checkpoint": src.name, "checkpoint_sha256": source_sha,
+                  "preprocessing": dict(PUBLISHED_PREPROCESSING)},
+    ), out)
+    _, meta = load_weights(out)  # the file must load exactly as every consumer will load it
+    return {"weights": str(out), "class_table": str(table_file), "backbone": backbone,
+            "model_version": model_version, "classes": chosen, "encoder_id": encoder_id,
+            "weights_bytes": out.stat().st_size, "file_sha256": meta["file_sha256"],
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
 def import_universal_checkpoint(path: str | Path, backbone: str) -> tuple[UniversalModel, torch.Tensor]:
     """Load a published Universal Model checkpoint.
 
     ``backbone``: ``"unet"`` or ``"swinunetr"``. Returns the model (eval mode, CPU,
     embed_dim 512) and the class table (32, 512) float32 — the CLIP ViT-B/32
     embeddings of "A computerized tomography of a {name}", row i = class i + 1.
+    The model's frame is ``ras_xyz``: it takes and returns radmesh's LPS (z, y, x) windows.
     Raises :class:`InvalidInputError` for an unknown backbone or a file that is not
     a readable ``{'net': state_dict}`` checkpoint, :class:`FailedPreconditionError`
     when its keys or shapes do not match the published layout.
@@ -78,7 +181,8 @@ def import_universal_checkpoint(path: str | Path, backbone: str) -> tuple[Univer
         raise InvalidInputError(f"unknown published backbone {backbone!r} (known: {', '.join(BACKBONE_NAMES)})")
     state = _read_state_dict(Path(path))
 
-    model = build_model(BACKBONE_NAMES[backbone], embed_dim=CLIP_DIM)
+    # the published models were trained in MONAI's RAS (i, j, k) layout (see the table above)
+    model = build_model(BACKBONE_NAMES[backbone], embed_dim=CLIP_DIM, frame=MONAI_RAS)
     expected = model.state_dict()
 
     mapped: dict[str, torch.Tensor] = {}

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radmesh.model.frames import NATIVE, check_frame, from_model_frame, to_model_frame
+
 HEAD_CHANNELS = 8
 TEXT_FEATURES = 256
 # Dynamic head parameter layout of the published code: weights of the three layers, then biases.
@@ -100,12 +102,15 @@ class UniversalModel(nn.Module):
 
     ``backbone`` must return (bottleneck, decoder feature) and expose
     ``bottleneck_channels`` and ``decoder_channels``. ``embed_dim`` is E of the class
-    embedding table (384 for MiniLM, 512 for CLIP).
+    embedding table (384 for MiniLM, 512 for CLIP). ``frame``: the voxel frame the
+    weights were trained in (:mod:`radmesh.model.frames`); the model takes and returns
+    radmesh's frame whatever it is.
     """
 
-    def __init__(self, backbone: nn.Module, embed_dim: int):
+    def __init__(self, backbone: nn.Module, embed_dim: int, frame: str = NATIVE):
         super().__init__()
         self.backbone = backbone
+        self.frame = check_frame(frame)
         cb, cd = backbone.bottleneck_channels, backbone.decoder_channels
         self.embed_dim = embed_dim
         # Names follow the published model (GAP, precls_conv, text_to_vision, controller).
@@ -124,7 +129,7 @@ class UniversalModel(nn.Module):
         those voxels: training evaluates its loss on sampled points, which makes the
         per-class heads (the memory-bound part on CPU) several times cheaper.
         """
-        bottleneck, decoder = self.backbone(image)
+        bottleneck, decoder = self.backbone(to_model_frame(image, self.frame))
         b = image.shape[0]
         k = class_embedding.shape[0]
         pooled = self.GAP(bottleneck).flatten(1)                              # (B, 256)
@@ -133,7 +138,7 @@ class UniversalModel(nn.Module):
                           task[None, :, :].expand(b, k, TEXT_FEATURES)], dim=2)  # (B, K, 512)
         w = self.controller.weight.flatten(1)                                 # (153, 512)
         params = cond @ w.t() + self.controller.bias                          # (B, K, 153)
-        feat = self.precls_conv(decoder)                                      # (B, 8, D, H, W)
+        feat = from_model_frame(self.precls_conv(decoder), self.frame)        # (B, 8, D, H, W)
         spatial = feat.shape[2:]
         x = feat.flatten(2)                                                   # (B, 8, N)
         if points is not None:
@@ -157,14 +162,15 @@ def _split_params(params: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.
     return weights, biases
 
 
-def build_model(backbone: str = "unet_compact", embed_dim: int = 384, **kwargs) -> UniversalModel:
+def build_model(backbone: str = "unet_compact", embed_dim: int = 384, frame: str = NATIVE,
+                **kwargs) -> UniversalModel:
     """A UniversalModel with a named backbone: ``unet_compact`` (default, CPU) or others
-    registered in ``BACKBONES``."""
+    registered in ``BACKBONES``; ``kwargs`` go to the backbone."""
     if backbone not in BACKBONES:
         from radmesh.common.errors import InvalidInputError
 
         raise InvalidInputError(f"unknown backbone {backbone!r} (known: {', '.join(BACKBONES)})")
-    return UniversalModel(BACKBONES[backbone](**kwargs), embed_dim)
+    return UniversalModel(BACKBONES[backbone](**kwargs), embed_dim, frame)
 
 
 from radmesh.model.backbones import PUBLISHED_BACKBONES  # noqa: E402 - they subclass nothing here

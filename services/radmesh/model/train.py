@@ -31,7 +31,8 @@ The weights file (``torch.save`` of plain types and tensors; loads with
 ``weights_only=True``) holds ``state_dict``, ``backbone``, ``backbone_kwargs``,
 ``embed_dim``, ``classes`` (validated class indices) and ``class_names``,
 ``class_embedding`` (K×E float32), ``encoder_id``, ``table_sha256``, ``spacing_mm``,
-``hu_window``, ``patch_size``, ``organ_targets_include_lesions``, ``model_version``
+``hu_window``, ``patch_size``, ``frame`` (:mod:`radmesh.model.frames`; absent in older files:
+radmesh's), ``organ_targets_include_lesions``, ``model_version``
 and ``training`` (steps, seed, phantom seeds, batch size, lr, final loss, wall time).
 :func:`load_weights` checks all of it and raises FailedPreconditionError naming what
 is wrong.
@@ -59,6 +60,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.fileio import atomic_output
 from radmesh.model.data import FIRST_TRAINING_SEED, PATCH, PHANTOM_CLASSES, PhantomPatchSampler
+from radmesh.model.frames import FRAMES, NATIVE
 from radmesh.model.network import build_model
 from radmesh.model.preprocess import HU_WINDOW, MODEL_SPACING_MM
 
@@ -69,7 +71,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_VERSION = "radmesh-unet-phantom-7"
 DEFAULT_BACKBONE = "unet_compact"
 EMBED_DIM = 384
-MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
+MAX_WEIGHTS_BYTES = 25 * 1024 * 1024  # what the shipped (trained here) weights must fit in the repository
+# What load_weights reads at all: the imported published Swin UNETR is 62 M float32 parameters (≈ 250 MB).
+MAX_LOADABLE_WEIGHTS_BYTES = 1024 * 1024 * 1024
 # Largest difference between a fine-tune source's class table and this run's encoding of the same prompts
 # that still counts as the same table (float noise between machines; another encoder differs by ~0.1).
 TABLE_TOLERANCE = 1e-4
@@ -145,7 +149,7 @@ def weights_dict(model: torch.nn.Module, settings: dict, table: np.ndarray, enco
         backbone=settings["backbone"], backbone_kwargs=dict(settings["backbone_kwargs"]), embed_dim=EMBED_DIM,
         classes=classes, class_names=[vocab.get(c).name for c in classes],
         class_embedding=torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32)).clone(),
-        encoder_id=encoder_id, table_sha256=sha, spacing_mm=float(MODEL_SPACING_MM),
+        encoder_id=encoder_id, table_sha256=sha, spacing_mm=float(MODEL_SPACING_MM), frame=NATIVE,
         hu_window=[float(v) for v in HU_WINDOW], patch_size=int(settings["patch"]),
         organ_targets_include_lesions=True,
         state_dict={k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
@@ -357,7 +361,7 @@ def load_weights(path: str | os.PathLike, expected_encoder_id: str | None = None
     if not p.is_file():
         raise FailedPreconditionError(f"model weights {p} not found")
     size = p.stat().st_size
-    if size > MAX_WEIGHTS_BYTES * 4:
+    if size > MAX_LOADABLE_WEIGHTS_BYTES:
         raise FailedPreconditionError(f"model weights {p} are {size} bytes, too large for a radmesh weights file")
     # read once: the calibration is bound to the hash of exactly the bytes loaded here
     data = p.read_bytes()
@@ -393,8 +397,15 @@ def load_weights(path: str | os.PathLike, expected_encoder_id: str | None = None
     if expected_encoder_id is not None and obj["encoder_id"] != expected_encoder_id:
         raise FailedPreconditionError(f"{p}: class table came from encoder {obj['encoder_id']!r}, "
                                       f"not {expected_encoder_id!r}")
+    frame = obj.get("frame", NATIVE)  # files written before frames existed were all trained in radmesh's
+    if frame not in FRAMES:
+        raise FailedPreconditionError(f"{p}: model frame {frame!r} is unknown (known: {', '.join(FRAMES)})")
+    window = [float(v) for v in obj.get("hu_window", HU_WINDOW)]
+    if window != [float(v) for v in HU_WINDOW]:
+        raise FailedPreconditionError(f"{p}: the weights expect CT mapped from HU {window} but the pipeline maps "
+                                      f"{list(HU_WINDOW)}")
     try:
-        model = build_model(obj["backbone"], e, **dict(obj["backbone_kwargs"]))
+        model = build_model(obj["backbone"], e, frame=frame, **dict(obj["backbone_kwargs"]))
     except Exception as ex:  # noqa: BLE001
         raise FailedPreconditionError(f"{p}: cannot build backbone {obj['backbone']!r}: {ex}") from ex
     try:
