@@ -115,6 +115,38 @@ def test_sessions_expire_and_take_their_files_with_them(tmp_path):
     store.close()
 
 
+def test_a_structure_the_scan_cuts_is_said_to_be_cut(tmp_path):
+    """A partial scan (a thin slab here): the session finds the structures that reach its ends, and the
+    reply says their volumes and sizes are lower bounds instead of reporting them as whole."""
+    from radmesh.assistant import reply
+    from radmesh.assistant.conversation import TurnPlan
+    from radmesh.common.volume import Geometry, Volume
+
+    store = SessionStore(tmp_path / "sessions", idle_s=60)
+    s = store.create()
+    g = Geometry((6, 30, 30), (2.0, 2.0, 5.0), (0.0, 0.0, 0.0))
+    s.set_study("cd" * 32, Volume(np.zeros(g.shape_zyx, np.int16), g), {}, 10)
+    lab = np.zeros(g.shape_zyx, np.uint8)
+    lab[:, 5:25, 5:20] = V.LIVER     # through the whole slab
+    lab[2:4, 8:12, 22:26] = V.SPLEEN  # inside it
+    s.study.store_labels(Volume(lab, g))
+    assert s.study.edges == {V.LIVER: ("superior", "inferior")}
+    plan = TurnPlan(kind="answer", targets=[{"class_index": V.LIVER}, {"class_index": V.SPLEEN}], actions=["segment"])
+    counts = {c: (n, n * g.voxel_volume_mm3 / 1000) for c, n in s.study.counts.items()}
+    text = reply.compose(plan, {}, {}, counts, lambda k: k + 1, edges=s.study.edges)
+    assert "the liver reaches the superior and inferior edges of the scan" in text and "lower bound" in text
+    assert text.count("lower bound") == 1  # the spleen is whole
+    lesion = {"long_axis_slice": 0, "long_axis_mm": 20.0, "short_axis_mm": 10.0, "max_diameter_mm": 21.0,
+              "volume_ml": 1.5, "location": "right lobe", "subregion": "right lobe", "attenuation": "hypoattenuating",
+              "hu_mean": 40.0, "host_hu_mean": 100.0, "host_class_index": V.LIVER, "laterality": "",
+              "scan_edges": ["superior"]}
+    plan = TurnPlan(kind="answer", targets=[{"class_index": V.LIVER_TUMOR, "subregion": "", "laterality": ""}],
+                    actions=["segment", "measure"])
+    text = reply.compose(plan, {}, {V.LIVER_TUMOR: {"lesions": [lesion]}}, {V.LIVER_TUMOR: (30, 1.5)}, lambda k: k + 1)
+    assert "It reaches the superior edge of the scan and continues outside it" in text
+    store.close()
+
+
 # ---- the served assistant ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -42,3 +42,10 @@ def test_published_backbone_benchmark_runs_and_prints_the_ratio():
                         "--repeat", "1"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "unet_compact (shipped)" in r.stdout and "ORT/PyTorch" in r.stdout
+
+
+def test_phantom_benchmark_runs_and_prints_the_ratio():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_phantom.py"), "--repeat", "1", "--size", "96",
+                        "--slices", "40"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "v2 / v1" in r.stdout

@@ -309,7 +309,7 @@ def test_structure_totals_and_json():
     assert set(d) == {"structures", "grid", "min_lesion_mm3"}
     assert [s["class_index"] for s in d["structures"]] == [V.GALL_BLADDER, V.LIVER, V.POSTCAVA, V.LIVER_TUMOR]
     liver = d["structures"][1]
-    assert set(liver) == {"class_index", "name", "kind", "volume_ml", "voxel_count", "hu_mean", "lesions"}
+    assert set(liver) == {"class_index", "name", "kind", "volume_ml", "voxel_count", "hu_mean", "lesions", "scan_edges"}
     assert liver["lesions"] == []
     assert liver["name"] == "Liver" and liver["kind"] == "organ" and liver["hu_mean"] == 55.0
     assert liver["volume_ml"] == pytest.approx(liver["voxel_count"] * 8 / 1000)
@@ -319,7 +319,7 @@ def test_structure_totals_and_json():
         "id", "volume_ml", "max_diameter_mm", "long_axis_mm", "short_axis_mm", "long_axis_slice",
         "long_axis_endpoints_lps_mm", "short_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm", "hu_mean", "hu_std",
         "hu_min", "hu_max", "hu_median", "host_class_index", "host_hu_mean", "attenuation", "location",
-        "subregion", "laterality", "location_method"}
+        "subregion", "laterality", "location_method", "scan_edges"}
     assert len(lesion["long_axis_endpoints_lps_mm"]) == 6 == len(lesion["short_axis_endpoints_lps_mm"]) and len(lesion["centroid_mm"]) == 3
     assert (lesion["laterality"], lesion["subregion"]) == ("", "right lobe")  # proto3: "" = none
     assert all(lo <= c <= hi for lo, c, hi in zip(lesion["bbox_min_mm"], lesion["centroid_mm"],
@@ -557,7 +557,7 @@ def test_absent_class_is_not_found_not_an_error(small):
     assert [s.class_index for s in m.structures] == [V.LIVER_TUMOR, V.PANCREAS_TUMOR]
     absent = m.to_dict()["structures"][0]
     assert absent == {"class_index": V.LIVER_TUMOR, "name": "Liver Tumor", "kind": "lesion",
-                      "volume_ml": 0.0, "voxel_count": 0, "hu_mean": 0.0, "lesions": []}
+                      "volume_ml": 0.0, "voxel_count": 0, "hu_mean": 0.0, "lesions": [], "scan_edges": []}
     assert m.structures[0].hu_mean is None  # the dataclass says "none"; the dict follows proto3
     assert len(m.structure(V.PANCREAS_TUMOR).lesions) == 1
 
@@ -693,3 +693,37 @@ def test_phantom_oblique_anisotropic_grid_against_truth_and_pyradiomics():
         if checked >= 2:
             break
     assert checked >= 2
+
+
+def test_scan_edges_name_where_a_structure_is_cut():
+    """A structure reaching the first or last slice or the in-plane border is flagged, in patient terms:
+    which slice end is superior follows the grid's direction (here slice 0 is the most superior)."""
+    from radmesh.measurement.edges import edges_phrase
+
+    direction = np.diag([1.0, 1.0, -1.0])  # k grows towards the feet
+    g = Geometry(shape_zyx=(10, 20, 20), spacing_xyz_mm=(1.0, 1.0, 2.0), origin_lps_mm=(0.0, 0.0, 0.0),
+                 direction=direction)
+    lab = np.zeros(g.shape_zyx, np.uint8)
+    lab[0:4, 5:15, 5:15] = V.LIVER          # cut at slice 0: the superior end
+    lab[6:10, 5:9, 5:9] = V.SPLEEN          # cut at the last slice: inferior
+    lab[4:6, 8:12, 0:3] = V.LIVER_TUMOR     # reaches the in-plane border
+    lab[7:9, 12:15, 12:15] = V.KIDNEY_CYST  # inside: not cut
+    ct = Volume(np.zeros(g.shape_zyx, np.int16), g)
+    m = measure(ct, Volume(lab, g), min_lesion_mm3=1.0)
+    edges = {s.class_index: s.scan_edges for s in m.structures}
+    assert edges[V.LIVER] == ("superior",) and edges[V.SPLEEN] == ("inferior",)
+    assert edges[V.LIVER_TUMOR] == ("field of view",) and edges[V.KIDNEY_CYST] == ()
+    assert m.structure(V.LIVER_TUMOR).lesions[0].scan_edges == ("field of view",)
+    assert m.to_dict()["structures"][0]["scan_edges"] == ["inferior"]  # spleen first, vocabulary order
+    # The same map on a head-first grid (k towards the head): the ends swap names.
+    up = Geometry(shape_zyx=g.shape_zyx, spacing_xyz_mm=g.spacing_xyz_mm, origin_lps_mm=(0.0, 0.0, 0.0))
+    m2 = measure(Volume(ct.array, up), Volume(lab, up), min_lesion_mm3=1.0)
+    assert m2.structure(V.LIVER).scan_edges == ("inferior",)
+    # A two-slice slab: everything in it reaches both ends.
+    lab2 = np.zeros((2, 20, 20), np.uint8)
+    lab2[:, 5:10, 5:10] = V.LIVER
+    slab = Geometry(shape_zyx=(2, 20, 20), spacing_xyz_mm=(1.0, 1.0, 2.0), origin_lps_mm=(0.0, 0.0, 0.0))
+    m3 = measure(Volume(np.zeros((2, 20, 20), np.int16), slab), Volume(lab2, slab))
+    assert m3.structure(V.LIVER).scan_edges == ("superior", "inferior")
+    assert edges_phrase(("superior", "inferior")) == "the superior and inferior edges of the scan"
+    assert edges_phrase(("field of view",)) == "the edge of the field of view"

@@ -156,6 +156,43 @@ def test_fine_tune_from_other_architecture_refused(runs, tmp_path):
     assert not (tmp_path / "ft" / train.CHECKPOINT_NAME).exists()
 
 
+def test_v2_fine_tune_adds_classes_to_a_v1_model(runs, tmp_path):
+    """A 16-class v1 model fine-tuned on v2 phantoms for all 32 classes: the source's parameters and its
+    16 table rows are kept, the new rows are this run's encoding, and the file says what it is."""
+    _, b, _ = runs
+    source = b / train.WEIGHTS_NAME
+    _, src = train.load_weights(source)
+    v2 = PhantomConfig(in_plane_size=48, spacing_xyz_mm=(4.0, 4.0, 4.0), slices=40, version=2, region="abdomen")
+    sampler = data.PhantomPatchSampler(5, data.V2_CLASSES, pool_size=1, refresh_every=0, refresh_count=0,
+                                       num_points=512, patch=16, phantom_configs={1000: v2}, phantom_version=2)
+    res = train.train(tmp_path / "v2", steps=2, seed=5, sampler=sampler, init_weights=source, phantom_version=2,
+                      **TINY)
+    _, meta = train.load_weights(res["weights"])
+    assert meta["classes"] == list(data.V2_CLASSES) and meta["model_version"] == train.MODEL_VERSION_V2
+    rows = [data.V2_CLASSES.index(c) for c in src["classes"]]
+    assert np.array_equal(meta["class_embedding"][rows], src["class_embedding"])
+    fresh, _, _ = train.class_table(data.V2_CLASSES)
+    added = [i for i in range(len(data.V2_CLASSES)) if i not in rows]
+    assert np.allclose(meta["class_embedding"][added], fresh[added], atol=1e-5)
+    init = meta["training"]["init_weights"]
+    assert init["classes_added"] == [c for c in data.V2_CLASSES if c not in src["classes"]]
+    ck = torch.load(tmp_path / "v2" / train.CHECKPOINT_NAME, weights_only=False)
+    assert ck["settings"]["phantom_version"] == 2
+    # v2 targets: the liver includes its vessels, a lesion its own voxels only.
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[:6] = vocab.LIVER
+    lab[1, 1:7, 3] = vocab.HEPATIC_VESSEL
+    lab[3:5, 3:5, 3:5] = vocab.LIVER_TUMOR
+    classes = (vocab.LIVER, vocab.HEPATIC_VESSEL, vocab.LIVER_TUMOR)
+    tg = data.multilabel_targets(lab, data.organ_labels(lab, classes), classes).astype(bool)
+    assert np.array_equal(tg[0], lab > 0)  # liver ⊇ its vessels and its tumour
+    assert np.array_equal(tg[1], lab == vocab.HEPATIC_VESSEL) and np.array_equal(tg[2], lab == vocab.LIVER_TUMOR)
+    # A run may add classes but not drop them.
+    with pytest.raises(FailedPreconditionError, match="classes"):
+        train.train(tmp_path / "drop", steps=1, seed=5, sampler=_FixedBatch(), init_weights=source,
+                    classes=data.PHANTOM_CLASSES[:-1], **TINY)
+
+
 def test_sampler_patches_and_reserved_seeds():
     s = _sampler(1)
     batch = s.next_batch(2)

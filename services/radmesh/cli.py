@@ -67,6 +67,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
         oblique=args.oblique,
         lesions=tuple(_parse_classes(args.lesions) or ()) if args.lesions is not None else None,
         noise=not args.no_noise,
+        version=args.phantom_version, phase=args.phase, region=args.region, kernel=args.kernel,
     )
     phantom = generate(args.seed, config, progress=not args.quiet)
     paths = write_phantom(phantom, args.out)
@@ -75,6 +76,9 @@ def cmd_phantom(args: argparse.Namespace) -> int:
         print(f"phantom seed {args.seed}: {g.shape_zyx[2]}×{g.shape_zyx[1]}×{g.shape_zyx[0]} voxels, "
               f"spacing {', '.join(f'{s:.2f}' for s in g.spacing_xyz_mm)} mm, "
               f"{len(phantom.truth['lesions'])} lesion(s)")
+        acq = phantom.truth["acquisition"]
+        if "region" in acq:
+            print(f"  v2: {acq['region']}, {acq['phase']} phase, {acq['kernel']} kernel, metal: {acq['metal']['kind']}")
         for p in paths.values():
             print(f"  {p}")
     return 0
@@ -335,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lesions", help="lesion classes that must be present (indices or names, comma-separated); "
                                       "others absent. Empty string: no lesions. Default: random")
     p.add_argument("--no-noise", action="store_true", help="leave out image noise")
+    p.add_argument("--phantom-version", type=int, choices=(1, 2), default=1,
+                   help="1: the phantoms the shipped weights learnt from; 2: all 32 classes, bone, bowel, "
+                        "pelvis, contrast phases, partial fields of view")
+    # The v2 choices are checked by PhantomConfig (one readable line when wrong), so the
+    # parser need not import the generator.
+    p.add_argument("--phase", help="v2: contrast phase: non-contrast, arterial, portal-venous, delayed (default: random)")
+    p.add_argument("--region", help="v2: what the scan covers: abdomen, abdomen-pelvis, chest-abdomen, chest, pelvis, "
+                                    "slab (default: random)")
+    p.add_argument("--kernel", help="v2: reconstruction kernel noise texture: soft, standard, sharp (default: random)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_phantom)
 

@@ -272,7 +272,7 @@ class Assistant:
         counts = {c: (n, n * study.ct.geometry.voxel_volume_mm3 / 1000.0) for c, n in study.counts.items()}
         image = study.image_number
         text = reply_mod.compose(plan, intent, {c: s for c, s in structures.items() if c in self._asked(plan)},
-                                 counts, image, report_drafted=report is not None)
+                                 counts, image, report_drafted=report is not None, edges=study.edges)
 
         labels = self._answer_labels(study, keep)
         if "nifti" in q.formats:

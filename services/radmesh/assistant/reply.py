@@ -15,6 +15,7 @@ from typing import Any
 
 from radmesh.common import vocabulary as vocab
 from radmesh.assistant.conversation import TurnPlan, join_words
+from radmesh.measurement.edges import edges_phrase
 from radmesh.report import sentences as S
 from radmesh.report.core import lesion_matches, narrowing
 
@@ -40,47 +41,60 @@ def _lesion_lines(c: int, target: Mapping[str, Any], structure: Mapping[str, Any
     images = [image(x["long_axis_slice"]) for x in hits]
     words = S.words_for(c, hits)
     wants = set(actions)
+    cut = [_cut_lesion(x, n, len(hits)) for x, n in zip(hits, images) if x.get("scan_edges")]
     if wants & {"measure", "compare", "report"}:
         line = S.count_sentence(c, hits, images)
         if len(hits) == 1:
             line += f" Largest 3D diameter {hits[0]['max_diameter_mm']:.0f} mm."
-        return [line]
+        return [line, *cut]
     if "locate" in wants:
         spots = [f"{S.place(c, x) or 'an unstated place'} (image {n})" for x, n in zip(hits, images)]
         noun = words.noun if len(hits) == 1 else words.plural
         lead = f"The {words.absent}" if len(hits) == 1 else f"{S.capitalise(S.number_word(len(hits)))} {noun}"
-        return [f"{lead} {'lies' if len(hits) == 1 else 'lie'} in the {join_words(spots)}."]
+        return [f"{lead} {'lies' if len(hits) == 1 else 'lie'} in the {join_words(spots)}.", *cut]
     if "count" in wants:
         noun = words.plural if len(hits) != 1 else f"{words.absent}"
         return [f"{S.capitalise(S.number_word(len(hits)))} {noun}{where}, the largest "
                 f"{S.size_text(hits[0]['long_axis_mm'], hits[0]['short_axis_mm'])} in the "
-                f"{S.place(c, hits[0]) or 'scan'} (image {images[0]})."]
+                f"{S.place(c, hits[0]) or 'scan'} (image {images[0]}).", *cut]
     # segment only: say it was outlined and how much of it there is
     total = sum(float(x["volume_ml"]) for x in hits)
     what = f"a {words.absent}" if len(hits) == 1 else f"{S.number_word(len(hits))} {words.plural}"
     return [S.capitalise(f"{what}{where} outlined ({_ml(total)}), in the "
-                         f"{join_words([S.place(c, x) or 'scan' for x in hits])}.")]
+                         f"{join_words([S.place(c, x) or 'scan' for x in hits])}."), *cut]
+
+
+def _cut_lesion(lesion: Mapping[str, Any], image_number: int, count: int) -> str:
+    """A lesion the scan cuts: its sizes are what the scan holds, not the whole lesion."""
+    which = "It" if count == 1 else f"The one on image {image_number}"
+    return (f"{which} reaches {edges_phrase(lesion['scan_edges'])} and continues outside it: "
+            "its size and volume are lower bounds.")
 
 
 def _organ_line(c: int, structure: Mapping[str, Any] | None, voxel_count: int, volume_ml: float,
-                actions: Sequence[str]) -> str:
+                actions: Sequence[str], edges: Sequence[str] = ()) -> str:
     name = vocab.get(c).name
     if voxel_count == 0:
         return f"{name}: not found on this scan."
     line = f"{name}: {_ml(volume_ml)}"
     if structure is not None and set(actions) & {"measure", "compare", "report"}:
         line += f", mean attenuation {structure['hu_mean']:.0f} HU"
+    if edges:
+        line += (f" (the {name.lower()} reaches {edges_phrase(edges)} and continues outside it, "
+                 "so this volume is a lower bound)")
     return line + "."
 
 
 def compose(plan: TurnPlan, intent: Mapping[str, Any], structures: Structures,
             counts: Mapping[int, tuple[int, float]], image: Callable[[int], int],
-            report_drafted: bool = False) -> str:
+            report_drafted: bool = False, edges: Mapping[int, Sequence[str]] | None = None) -> str:
     """The reply of an ``answer`` plan.
 
     ``structures``: measurements of this turn's classes (may be empty when only segmenting);
-    ``counts``: class → (voxels, mL) on the CT's grid; ``image``: slice index → image number.
+    ``counts``: class → (voxels, mL) on the CT's grid; ``image``: slice index → image number;
+    ``edges``: class → the scan edges its voxels reach (a partial scan cuts it: said, never hidden).
     """
+    edges = edges or {}
     lines: list[str] = []
     for t in plan.targets:
         c = int(t["class_index"])
@@ -89,11 +103,13 @@ def compose(plan: TurnPlan, intent: Mapping[str, Any], structures: Structures,
             if c in structures:
                 lines += _lesion_lines(c, t, structures[c], plan.actions, image)
             elif n:
-                lines.append(f"{vocab.get(c).name}: {_ml(ml)} outlined.")
+                cut = (f" It reaches {edges_phrase(edges[c])}: the scan holds only part of it."
+                       if edges.get(c) else "")
+                lines.append(f"{vocab.get(c).name}: {_ml(ml)} outlined.{cut}")
             else:
                 lines.append(S.absent_sentence(c, narrowing(c, t)))
         else:
-            lines.append(_organ_line(c, structures.get(c), n, ml, plan.actions))
+            lines.append(_organ_line(c, structures.get(c), n, ml, plan.actions, edges.get(c, ())))
     if plan.compare_with:
         lines.append(_comparison(plan, counts))
     lines += plan.notes

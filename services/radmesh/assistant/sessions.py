@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import ResourceExhaustedError
 from radmesh.common.volume import Volume
+from radmesh.measurement.edges import scan_edges
 
 log = logging.getLogger("radmesh.assistant")
 
@@ -55,6 +57,7 @@ class Study:
     labels: Volume | None = None  # every structure segmented so far (uint8, the CT's grid)
     segmented: tuple[int, ...] = ()  # classes the label map covers (found or not)
     counts: dict[int, int] = field(default_factory=dict)  # class → voxels in the label map
+    edges: dict[int, tuple[str, ...]] = field(default_factory=dict)  # class → scan edges it reaches (if any)
     fast: bool = False  # segmented at 3 mm
     model: dict[str, str] = field(default_factory=dict)  # ModelInfo fields of the segmentation
     measured: dict[int, dict[str, Any]] = field(default_factory=dict)  # class → StructureMeasurement dict
@@ -71,6 +74,9 @@ class Study:
         self._stores += 1
         self.labels = _store(self.folder, f"labels-{self._stores}", labels)
         self.counts = {c: int(counts[c]) for c in range(1, vocab.NUM_CLASSES + 1)}
+        boxes = ndimage.find_objects(array, max_label=vocab.NUM_CLASSES)
+        self.edges = {i + 1: e for i, box in enumerate(boxes)
+                      if box is not None and (e := scan_edges(box, labels.geometry))}
         if old is not None:
             (self.folder / f"labels-{self._stores - 1}.npy").unlink(missing_ok=True)
 

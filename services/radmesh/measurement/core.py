@@ -11,7 +11,8 @@ proto3 defaults for "nothing": 0, 0.0 or ""), so
 .. code-block:: text
 
     {"structures": [{"class_index", "name", "kind", "volume_ml", "voxel_count", "hu_mean",
-                     "lesions": [...]                       # empty for organs and vessels
+                     "lesions": [...],                      # empty for organs and vessels
+                     "scan_edges": [...]                    # edges of the scan it reaches (edges.py)
                     }, ...],
      "grid": {"shape_zyx", "spacing_xyz_mm", "origin_lps_mm", "direction"},   # direction: 9, row-major
      "min_lesion_mm3": float}
@@ -24,7 +25,7 @@ and each lesion
      "long_axis_endpoints_lps_mm", "short_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm",
      "hu_mean", "hu_std", "hu_min", "hu_max", "hu_median",
      "host_class_index", "host_hu_mean", "attenuation",
-     "location", "subregion", "laterality", "location_method"}
+     "location", "subregion", "laterality", "location_method", "scan_edges"}
 
 Structures come in vocabulary order (duplicates dropped). In the dict, "nothing"
 follows proto3: an absent class has ``hu_mean`` 0.0 (and ``voxel_count`` 0); a
@@ -88,6 +89,7 @@ from radmesh.common.labels import label_array
 from radmesh.common.volume import Geometry, Volume
 from radmesh.measurement import location as loc
 from radmesh.measurement.diameters import farthest_pair, recist_axes, row_ends_zyx
+from radmesh.measurement.edges import scan_edges
 
 __all__ = [
     "ATTENUATION_THRESHOLD_HU",
@@ -154,6 +156,7 @@ class LesionMeasurement:
     laterality: str
     location_method: str
     location_margin: float | None = None
+    scan_edges: tuple[str, ...] = ()  # edges of the scan it reaches (radmesh.measurement.edges)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +183,7 @@ class LesionMeasurement:
             "subregion": self.subregion or "",
             "laterality": "" if self.laterality == vocab.Laterality.NONE.value else self.laterality,
             "location_method": self.location_method,
+            "scan_edges": list(self.scan_edges),
         }
 
 
@@ -194,6 +198,7 @@ class StructureMeasurement:
     voxel_count: int
     hu_mean: float | None
     lesions: tuple[LesionMeasurement, ...] = ()
+    scan_edges: tuple[str, ...] = ()  # edges of the scan its voxels reach: it continues outside
 
     @property
     def is_lesion_class(self) -> bool:
@@ -210,6 +215,7 @@ class StructureMeasurement:
             # Always present (empty for organs) so the CLI's JSON and the proto's
             # repeated field carry the same content.
             "lesions": [lesion.to_dict() for lesion in self.lesions],
+            "scan_edges": list(self.scan_edges),
         }
         return d
 
@@ -552,6 +558,7 @@ def _measure_lesion(scene: _Scene, c: int, comp: _Component, number: int) -> Les
         laterality=call.laterality,
         location_method=call.method,
         location_margin=call.margin,
+        scan_edges=scan_edges(comp.box, g),
     )
 
 
@@ -573,6 +580,7 @@ def _measure_structure(scene: _Scene, c: int, min_size_mm3: float) -> StructureM
         voxel_count=count,
         hu_mean=hu,
         lesions=tuple(lesions),
+        scan_edges=scan_edges(scene.boxes[c], scene.g) if count else (),
     )
 
 

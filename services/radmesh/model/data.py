@@ -20,6 +20,13 @@ oblique grid as the generator draws it (p = 0.3), lesions forced in 85 % of case
 the liver is drawn), left to the generator's own random presence otherwise (cases
 without lesions teach the model not to invent them).
 
+With ``phantom_version=2`` the phantoms are v2 (:mod:`radmesh.phantom.anatomy_v2`: all
+32 classes, contrast phases, regions and thin slabs; lesions forced from all seven lesion
+classes) and each case's CT is *intensity-remapped* before preprocessing
+(:func:`remap_intensities`): every labelled structure is shifted by its own offset and
+stretched about its own median, so the model must learn shape and context rather than
+the phantoms' exact HU.
+
 Targets are multi-label, the Universal Model's convention: an organ's target
 includes the lesions it hosts (liver ⊇ liver tumours, each kidney ⊇ its tumours and
 cysts, pancreas ⊇ pancreas tumour, each lung ⊇ its nodules); a lesion's target is
@@ -47,7 +54,7 @@ from scipy import ndimage
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError, RadmeshError
 from radmesh.model.preprocess import MODEL_SPACING_MM, body_box, labels_to_model_space, to_model_space
-from radmesh.phantom.generator import LESION_CLASSES, ORGAN_CLASSES, PhantomConfig, generate
+from radmesh.phantom.generator import LESION_CLASSES, LESION_CLASSES_V2, ORGAN_CLASSES, PhantomConfig, generate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,17 @@ FIRST_TRAINING_SEED = 1000
 RESERVED_SEEDS = range(0, 100)   # evaluation and demo phantoms: never trained on
 # The 16 classes the phantoms contain, vocabulary order: the model's validated classes.
 PHANTOM_CLASSES: tuple[int, ...] = tuple(sorted(ORGAN_CLASSES + LESION_CLASSES))
+# v2 phantoms draw every vocabulary class.
+V2_CLASSES: tuple[int, ...] = tuple(c.index for c in vocab.CLASSES)
+# Intensity remapping (v2): per labelled structure an offset and a contrast stretch about its median;
+# a lesion follows its host's offset plus a smaller one of its own, so its contrast sign is kept.
+REMAP_OFFSET_HU = 20.0
+REMAP_LESION_OFFSET_HU = 8.0
+REMAP_SCALE = (0.85, 1.15)
+# Organ targets that include another labelled structure inside them, as reference segmentations
+# of real CT draw them: the liver includes its intrahepatic vessels (label 15 lies only inside
+# the liver in the v2 phantoms; v1 phantoms have none).
+CONTAINS: dict[int, tuple[int, ...]] = {vocab.LIVER: (vocab.HEPATIC_VESSEL,)}
 PATCH = 96
 IN_PLANE_SIZES = (256, 320, 384)
 FORCED_LESIONS_P = 0.85
@@ -67,21 +85,50 @@ def host_map(classes: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
     return {c: tuple(h for h in vocab.get(c).host if h in classes) for c in classes if vocab.get(c).is_lesion}
 
 
-def phantom_config(phantom_seed: int) -> PhantomConfig:
-    """The generator config of training phantom ``phantom_seed`` (a function of the seed alone)."""
+def phantom_config(phantom_seed: int, version: int = 1) -> PhantomConfig:
+    """The generator config of training phantom ``phantom_seed`` (a function of the seed and version alone)."""
     rng = np.random.default_rng([int(phantom_seed), 0x5EED])
     size = int(rng.choice(IN_PLANE_SIZES))
     lesions: tuple[int, ...] | None = None
+    lesion_classes = LESION_CLASSES if version == 1 else LESION_CLASSES_V2
     if rng.random() < FORCED_LESIONS_P:
         chosen: list[int] = []
         while not chosen:
-            chosen = [c for c in LESION_CLASSES if rng.random() < LESION_DRAW_P]
+            chosen = [c for c in lesion_classes if rng.random() < LESION_DRAW_P]
         out: list[int] = []
         for c in chosen:
             n = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])) if c == vocab.LIVER_TUMOR else 1
             out.extend([c] * n)
         lesions = tuple(out)
-    return PhantomConfig(in_plane_size=size, lesions=lesions)
+    return PhantomConfig(in_plane_size=size, lesions=lesions, version=version)
+
+
+def remap_intensities(ct: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """float32 CT with each labelled structure's HU moved: (v − median) · scale + median + offset.
+
+    Background (label 0: fat, muscle, bone, air, bowel content) is left as it is; it is the
+    context the labelled structures are told apart by.
+    """
+    present = [int(c) for c in np.unique(labels) if c]
+    off = np.zeros(256, np.float32)
+    scale = np.ones(256, np.float32)
+    med = np.zeros(256, np.float32)
+    for c in present:
+        if not vocab.get(c).is_lesion:
+            off[c] = rng.uniform(-REMAP_OFFSET_HU, REMAP_OFFSET_HU)
+            scale[c] = rng.uniform(*REMAP_SCALE)
+    for c in present:
+        sample = ct[labels == c]
+        med[c] = float(np.median(sample[:: max(1, sample.size // 20000)]))
+        if vocab.get(c).is_lesion:
+            hosts = [h for h in vocab.get(c).host if h in present] or [0]
+            off[c] = float(np.mean(off[hosts])) + rng.uniform(-REMAP_LESION_OFFSET_HU, REMAP_LESION_OFFSET_HU)
+            scale[c] = rng.uniform(*REMAP_SCALE)
+    out = ct.astype(np.float32)
+    out -= med[labels]
+    out *= scale[labels]
+    out += med[labels] + off[labels]
+    return out
 
 
 @dataclass
@@ -126,26 +173,36 @@ def organ_labels(labels: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
 
 def multilabel_targets(labels: np.ndarray, organs: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
     """(K, ...) uint8 targets: lesion classes from ``labels``, organ classes from ``organs``
-    (:func:`organ_labels`, so an organ includes the lesions it hosts)."""
+    (:func:`organ_labels`, so an organ includes the lesions it hosts, and the structures of
+    :data:`CONTAINS` inside it)."""
     out = np.empty((len(classes),) + labels.shape, dtype=np.uint8)
     for i, c in enumerate(classes):
         src = labels if vocab.get(c).is_lesion else organs
         np.equal(src, c, out=out[i], casting="unsafe")
+        for inner in CONTAINS.get(c, ()):
+            out[i] |= organs == inner
     return out
 
 
 def prepare_case(phantom_seed: int, classes: tuple[int, ...] = PHANTOM_CLASSES,
-                 config: PhantomConfig | None = None, spacing_mm: float = MODEL_SPACING_MM) -> Case:
-    """Generate training phantom ``phantom_seed`` and move it to model space (body box crop)."""
+                 config: PhantomConfig | None = None, spacing_mm: float = MODEL_SPACING_MM,
+                 version: int = 1) -> Case:
+    """Generate training phantom ``phantom_seed`` and move it to model space (body box crop).
+
+    ``version`` 2: v2 phantoms, intensity-remapped (:func:`remap_intensities`) before preprocessing.
+    """
     if int(phantom_seed) < FIRST_TRAINING_SEED:
         raise InvalidInputError(f"training phantom seeds start at {FIRST_TRAINING_SEED} "
                                 f"(0–99 are reserved for evaluation), got {phantom_seed}")
-    cfg = config or phantom_config(phantom_seed)
+    cfg = config or phantom_config(phantom_seed, version)
     try:
         ph = generate(int(phantom_seed), cfg)
     except RadmeshError as e:  # forced lesions that could not be placed: let the generator decide
         log.info("phantom %d: %s; retrying with random lesions", phantom_seed, e)
-        ph = generate(int(phantom_seed), PhantomConfig(in_plane_size=cfg.in_plane_size))
+        ph = generate(int(phantom_seed), PhantomConfig(in_plane_size=cfg.in_plane_size, version=cfg.version))
+    if cfg.version == 2:
+        remapped = remap_intensities(ph.ct.array, ph.labels.array, np.random.default_rng([int(phantom_seed), 0x1A7E]))
+        ph.ct = type(ph.ct)(remapped, ph.ct.geometry)
     img = to_model_space(ph.ct, spacing_mm)
     lab = labels_to_model_space(ph.labels, img.geometry).array.astype(np.uint8)
     box = body_box(img.array)
@@ -214,7 +271,8 @@ class PhantomPatchSampler:
     def __init__(self, seed: int, classes: tuple[int, ...] = PHANTOM_CLASSES, pool_size: int = 12,
                  refresh_every: int = 50, refresh_count: int = 3, num_points: int = 65536,
                  patch: int = PATCH, first_phantom_seed: int = FIRST_TRAINING_SEED,
-                 phantom_configs: dict[int, PhantomConfig] | None = None, progress: bool = False):
+                 phantom_configs: dict[int, PhantomConfig] | None = None, progress: bool = False,
+                 phantom_version: int = 1):
         if first_phantom_seed < FIRST_TRAINING_SEED:
             raise InvalidInputError(f"training phantom seeds start at {FIRST_TRAINING_SEED}, got {first_phantom_seed}")
         if pool_size < 1 or refresh_count < 0 or refresh_count > pool_size or num_points < 2 or patch < 16:
@@ -227,6 +285,7 @@ class PhantomPatchSampler:
         self.first_phantom_seed = first_phantom_seed
         self.phantom_configs = phantom_configs or {}
         self.progress = progress
+        self.phantom_version = int(phantom_version)
         self.rng = np.random.default_rng([self.seed, 0xDA7A])
         self.calls = 0
         self.next_phantom = first_phantom_seed
@@ -235,7 +294,8 @@ class PhantomPatchSampler:
 
     # ---- pool -------------------------------------------------------------------
     def _make(self, phantom_seed: int) -> Case:
-        return prepare_case(phantom_seed, self.classes, self.phantom_configs.get(phantom_seed))
+        return prepare_case(phantom_seed, self.classes, self.phantom_configs.get(phantom_seed),
+                            version=self.phantom_version)
 
     def _fill(self) -> None:
         while len(self.pool) < self.pool_size:

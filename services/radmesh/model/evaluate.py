@@ -48,7 +48,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Volume
 from radmesh.model.preprocess import body_box, from_model_space, to_model_space
-from radmesh.phantom.generator import ORGAN_CLASSES, PhantomConfig, generate
+from radmesh.phantom.generator import ORGAN_CLASSES, ORGAN_CLASSES_V2, PhantomConfig, generate
 
 DEFAULT_SEEDS = tuple(range(20))
 MIN_DIAMETER_MM = 10.0
@@ -149,19 +149,30 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def case_metrics(ct: Volume, truth_labels: Volume, truth: dict, pred: Volume,
-                 min_diameter_mm: float = MIN_DIAMETER_MM, min_lesion_mm3: float | None = None) -> dict:
-    """Organ Dice, lesion detection and diameter errors of one case."""
+                 min_diameter_mm: float = MIN_DIAMETER_MM, min_lesion_mm3: float | None = None,
+                 model_classes: Iterable[int] | None = None) -> dict:
+    """Organ Dice, lesion detection and diameter errors of one case.
+
+    ``model_classes``: the classes the weights segment; organs and truth lesions of other
+    classes are not scored (a v2 phantom holds all 32; default: v1's organs, every lesion).
+    An organ is compared with the structures training counts inside it (the liver with its
+    intrahepatic vessels, :data:`radmesh.model.data.CONTAINS`) on both sides.
+    """
     from radmesh.measurement.core import DEFAULT_MIN_LESION_MM3, measure
+    from radmesh.model.data import CONTAINS
 
     min_mm3 = DEFAULT_MIN_LESION_MM3 if min_lesion_mm3 is None else float(min_lesion_mm3)
     t, p = truth_labels.array, pred.array
     g = ct.geometry
+    known = None if model_classes is None else {int(c) for c in model_classes}
+    organ_classes = ORGAN_CLASSES if known is None else [c for c in ORGAN_CLASSES_V2 if c in known]
     organs = {}
-    for c in ORGAN_CLASSES:
+    for c in organ_classes:
         if np.any(t == c):
-            organs[vocab.get(c).name] = dice(t == c, p == c)
+            members = (c, *CONTAINS.get(c, ()))
+            organs[vocab.get(c).name] = dice(np.isin(t, members), np.isin(p, members))
     min_vox = max(1, math.ceil(min_mm3 / g.voxel_volume_mm3 - 1e-9))
-    records = truth.get("lesions", [])
+    records = [r for r in truth.get("lesions", []) if known is None or int(r["class_index"]) in known]
     lesion_classes = sorted({int(r["class_index"]) for r in records} | {c for c in vocab.LESION_INDICES if np.any(p == c)})
     meas = None
     if any(np.any(p == c) for c in lesion_classes):
@@ -323,6 +334,8 @@ def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DE
     cases = []
     if cases_jsonl is not None:
         Path(cases_jsonl).write_text("", encoding="utf-8")
+    # Scored: the classes the weights segment (a v2 phantom holds all 32; the weights may know fewer).
+    model_classes = [int(k) for k in meta["classes"]]
     for seed in tqdm(seeds, desc="evaluate", disable=not progress, unit="case"):
         ph = generate(seed, config or PhantomConfig())
         if pipe is not None:
@@ -330,7 +343,7 @@ def evaluate(weights: str | os.PathLike | None = None, seeds: Iterable[int] = DE
             pred = pipe(ph.ct, model=model, meta=meta, overlap=overlap, **extra)
         else:
             pred = segment_reference(ph.ct, model, meta, overlap=overlap, threshold=threshold)
-        cases.append(case_metrics(ph.ct, ph.labels, ph.truth, pred, min_diameter_mm))
+        cases.append(case_metrics(ph.ct, ph.labels, ph.truth, pred, min_diameter_mm, model_classes=model_classes))
         if cases_jsonl is not None:
             import json
 
@@ -370,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segmenter", default="auto")
     ap.add_argument("--json", default=None)
     ap.add_argument("--cases-jsonl", default=None)
+    ap.add_argument("--phantom-version", type=int, choices=(1, 2), default=1,
+                    help="2: held-out v2 phantoms (all 32 classes, phases, regions)")
+    ap.add_argument("--size", type=int, default=512, help="in-plane matrix of the phantoms (default 512)")
     ap.add_argument("--lesion-peak", type=float, default=None,
                     help="post-processing: minimum peak probability of a lesion component (default: the pipeline's)")
     a = ap.parse_args(argv)
@@ -377,8 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     for part in a.seeds.split(","):
         lo, _, hi = part.partition("-")
         seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
-    res = evaluate(a.weights, seeds, overlap=a.overlap, segmenter=a.segmenter, cases_jsonl=a.cases_jsonl,
-                   lesion_peak=a.lesion_peak)
+    config = None
+    if a.phantom_version != 1 or a.size != 512:
+        config = PhantomConfig(in_plane_size=a.size, version=a.phantom_version)
+    res = evaluate(a.weights, seeds, config=config, overlap=a.overlap, segmenter=a.segmenter,
+                   cases_jsonl=a.cases_jsonl, lesion_peak=a.lesion_peak)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1, default=_json_default) + "\n")
     return 0

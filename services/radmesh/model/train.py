@@ -19,10 +19,15 @@ the weights file :data:`WEIGHTS_NAME`. With ``resume=True`` a run continues from
 checkpoint if one exists (its settings must match) and reproduces the uninterrupted
 run exactly: the sampler regenerates its pool from the phantom seeds it recorded.
 
+``phantom_version=2`` trains on v2 phantoms (intensity-remapped; :mod:`radmesh.model.data`),
+by default for all 32 classes; the run's settings then record ``phantom_version``.
+
 ``init_weights`` fine-tunes: a fresh run (no checkpoint yet) starts from the parameters of
 that weights file instead of a random initialisation, with a new optimizer and schedule.
 The file must have the run's backbone, backbone settings, classes and class table (else
-FailedPreconditionError naming the difference); its model_version and sha256 are recorded
+FailedPreconditionError naming the difference), except that a run may add classes to the
+file's (the heads are generated from the class embedding, so nothing in the network depends
+on the class list): the file's rows then replace the run's rows for its classes; its model_version and sha256 are recorded
 in the run's settings and so in the new weights' ``training.init_weights``. A later
 training run at another patch size (the reference model's ``-7`` went from 64³ to 96³
 patches) is a fine-tune of the previous weights, not a resume of its checkpoint.
@@ -59,7 +64,7 @@ from tqdm import tqdm
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import FailedPreconditionError, InvalidInputError
 from radmesh.common.fileio import atomic_output
-from radmesh.model.data import FIRST_TRAINING_SEED, PATCH, PHANTOM_CLASSES, PhantomPatchSampler
+from radmesh.model.data import FIRST_TRAINING_SEED, PATCH, PHANTOM_CLASSES, V2_CLASSES, PhantomPatchSampler
 from radmesh.model.frames import FRAMES, NATIVE
 from radmesh.model.network import build_model
 from radmesh.model.preprocess import HU_WINDOW, MODEL_SPACING_MM
@@ -69,6 +74,7 @@ WEIGHTS_FORMAT_VERSION = 1
 WEIGHTS_NAME = "radmesh_unet_phantom.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_VERSION = "radmesh-unet-phantom-7"
+MODEL_VERSION_V2 = "radmesh-unet-phantom-v2-1"  # what a run on v2 phantoms writes
 DEFAULT_BACKBONE = "unet_compact"
 EMBED_DIM = 384
 MAX_WEIGHTS_BYTES = 25 * 1024 * 1024  # what the shipped (trained here) weights must fit in the repository
@@ -145,7 +151,8 @@ def weights_dict(model: torch.nn.Module, settings: dict, table: np.ndarray, enco
                  training: dict) -> dict:
     classes = [int(c) for c in settings["classes"]]
     return dict(
-        format=WEIGHTS_FORMAT, format_version=WEIGHTS_FORMAT_VERSION, model_version=MODEL_VERSION,
+        format=WEIGHTS_FORMAT, format_version=WEIGHTS_FORMAT_VERSION,
+        model_version=MODEL_VERSION_V2 if settings.get("phantom_version") == 2 else MODEL_VERSION,
         backbone=settings["backbone"], backbone_kwargs=dict(settings["backbone_kwargs"]), embed_dim=EMBED_DIM,
         classes=classes, class_names=[vocab.get(c).name for c in classes],
         class_embedding=torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32)).clone(),
@@ -178,11 +185,12 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
           weight_decay: float = 1e-5, warmup: int | None = None, checkpoint_every: int = 100,
           resume: bool = True, progress: bool = True, num_points: int = 65536, patch: int = PATCH,
           pool_size: int = 12, refresh_every: int = 50, refresh_count: int = 3,
-          classes: tuple[int, ...] = PHANTOM_CLASSES, backbone: str = DEFAULT_BACKBONE,
+          classes: tuple[int, ...] | None = None, backbone: str = DEFAULT_BACKBONE,
           backbone_kwargs: dict | None = None, first_phantom_seed: int = FIRST_TRAINING_SEED,
           weights_path: str | os.PathLike | None = None, log_every: int = 10,
           stop_after: int | None = None, sampler: PhantomPatchSampler | None = None,
-          reschedule: bool = False, init_weights: str | os.PathLike | None = None) -> dict:
+          reschedule: bool = False, init_weights: str | os.PathLike | None = None,
+          phantom_version: int = 1) -> dict:
     """Train for ``steps`` steps (resuming from ``out_dir/checkpoint.pt`` when present).
 
     ``stop_after`` ends the run early after that many total steps (schedule unchanged; a
@@ -195,6 +203,10 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
     """
     if steps < 1 or batch_size < 1:
         raise InvalidInputError("steps and batch_size must be ≥ 1")
+    if phantom_version not in (1, 2):
+        raise InvalidInputError(f"phantom_version must be 1 or 2, got {phantom_version!r}")
+    if classes is None:
+        classes = V2_CLASSES if phantom_version == 2 else PHANTOM_CLASSES
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ck_path = out / CHECKPOINT_NAME
@@ -206,6 +218,8 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
                          refresh_count=int(refresh_count), classes=tuple(int(c) for c in classes),
                          backbone=backbone, backbone_kwargs=dict(backbone_kwargs or {}),
                          first_phantom_seed=int(first_phantom_seed))
+    if phantom_version != 1:  # absent for v1, so v1 checkpoints written before it existed still resume
+        settings["phantom_version"] = int(phantom_version)
 
     table, encoder_id, sha = class_table(tuple(classes))
     emb = torch.from_numpy(table)
@@ -219,7 +233,7 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
     if sampler is None:
         sampler = PhantomPatchSampler(seed, tuple(classes), pool_size=pool_size, refresh_every=refresh_every,
                                       refresh_count=refresh_count, num_points=num_points, patch=patch,
-                                      first_phantom_seed=first_phantom_seed)
+                                      first_phantom_seed=first_phantom_seed, phantom_version=phantom_version)
     step, history, wall_before = 0, [], 0.0
     rescheduled: list[dict] = []
     if resume and ck_path.exists():
@@ -318,20 +332,34 @@ def _initialise_from(model: torch.nn.Module, path: Path, settings: dict, encoder
     float bits between machines (1.8e-7 here), which would change the table's sha256 for nothing. A
     table further than :data:`TABLE_TOLERANCE` from this run's encoding is another table and refused.
     """
+    from radmesh.text.encoders import table_sha256
+
     source, meta = load_weights(path)
     theirs = dict(backbone=meta["backbone"], backbone_kwargs=dict(meta["backbone_kwargs"]),
                   classes=[int(c) for c in meta["classes"]], encoder_id=meta["encoder_id"])
     ours = dict(backbone=settings["backbone"], backbone_kwargs=dict(settings["backbone_kwargs"]),
                 classes=[int(c) for c in settings["classes"]], encoder_id=encoder_id)
-    diff = [f"{k} {theirs[k]!r} (this run: {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
-    if not diff and float(np.abs(meta["class_embedding"] - table).max()) > TABLE_TOLERANCE:
+    added = [c for c in ours["classes"] if c not in theirs["classes"]]
+    superset = set(theirs["classes"]) <= set(ours["classes"])
+    diff = [f"{k} {theirs[k]!r} (this run: {ours[k]!r})" for k in ours
+            if theirs[k] != ours[k] and not (k == "classes" and superset)]
+    if diff:
+        raise FailedPreconditionError(f"cannot fine-tune from {path}: its {'; '.join(diff)}")
+    rows = [ours["classes"].index(c) for c in theirs["classes"]]
+    src_table = np.ascontiguousarray(meta["class_embedding"], dtype=np.float32)
+    if float(np.abs(src_table - table[rows]).max()) > TABLE_TOLERANCE:
         diff = [f"class table differs from this run's encoding by more than {TABLE_TOLERANCE}"]
     if diff:
         raise FailedPreconditionError(f"cannot fine-tune from {path}: its {'; '.join(diff)}")
     model.load_state_dict(source.state_dict())
+    merged = np.array(table, dtype=np.float32, copy=True)
+    merged[rows] = src_table
     record = dict(path=path.name, sha256=meta["file_sha256"], model_version=str(meta["model_version"]),
-                  steps_done=int(meta.get("training", {}).get("steps_done", 0)), table_sha256=meta["table_sha256"])
-    return record, np.ascontiguousarray(meta["class_embedding"], dtype=np.float32)
+                  steps_done=int(meta.get("training", {}).get("steps_done", 0)),
+                  table_sha256=meta["table_sha256"] if not added else table_sha256(merged))
+    if added:
+        record["classes_added"] = added
+    return record, merged
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -456,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-weights", default=None, help="fine-tune: start from this weights file's parameters")
     ap.add_argument("--first-phantom-seed", type=int, default=FIRST_TRAINING_SEED,
                     help=f"first training phantom seed (≥ {FIRST_TRAINING_SEED})")
+    ap.add_argument("--phantom-version", type=int, default=1, choices=(1, 2),
+                    help="2: train on v2 phantoms (all 32 classes, phases, regions; intensity-remapped)")
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--reschedule", action="store_true", help="resume with a different number of steps")
     ap.add_argument("--no-progress", action="store_true")
@@ -465,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 refresh_every=a.refresh_every, refresh_count=a.refresh_count,
                 stop_after=a.stop_after, weights_path=a.weights, resume=not a.no_resume,
                 progress=not a.no_progress, reschedule=a.reschedule, init_weights=a.init_weights,
-                first_phantom_seed=a.first_phantom_seed)
+                first_phantom_seed=a.first_phantom_seed, phantom_version=a.phantom_version)
     print(json.dumps({k: v for k, v in res.items() if k != "phantom_seeds"}, indent=1))
     return 0
 

@@ -465,8 +465,13 @@ def _set(lab: np.ndarray, hu: np.ndarray, mask: np.ndarray, label: int, value) -
         hu[mask] = value
 
 
-def render_anatomy(canvas: Canvas, a: Anatomy, hu: dict[str, float], extent_z: tuple[float, float]) -> None:
-    """Paint the whole anatomy into ``canvas`` (labels and noiseless, unblurred HU)."""
+def render_anatomy(canvas: Canvas, a: Anatomy, hu: dict[str, float], extent_z: tuple[float, float],
+                   bowel_label: int = 0, spine_z_min: float | None = None) -> None:
+    """Paint the whole anatomy into ``canvas`` (labels and noiseless, unblurred HU).
+
+    ``bowel_label`` labels the bowel loops (v2: small intestine; v1 leaves them 0);
+    ``spine_z_min`` ends the spine there (v2: at the sacrum; v1 runs it through the scan).
+    """
     s = a.s
     canvas.hu.fill(F32(hu["air"]))
     big = 400.0 * max(s, 1.0)
@@ -474,7 +479,7 @@ def render_anatomy(canvas: Canvas, a: Anatomy, hu: dict[str, float], extent_z: t
     outer = a.cavity_r + a.muscle_mm + a.fat_mm * 1.6 + 5
     # Body layers, bowel and ribs over the whole body box.
     canvas.paint(np.array([-outer[0], -outer[1] - 10, z_lo]) + [0, a.body_c[1], 0],
-                 np.array([outer[0], a.back_y + 1, z_hi]), lambda sl, lab, h: _paint_body(sl, lab, h, a, hu))
+                 np.array([outer[0], a.back_y + 1, z_hi]), lambda sl, lab, h: _paint_body(sl, lab, h, a, hu, bowel_label))
     # Table under the patient (posterior).
     canvas.paint(np.array([-big, a.table_y, z_lo]), np.array([big, a.table_y + 35, z_hi]),
                  lambda sl, lab, h: _paint_table(sl, lab, h, a, hu))
@@ -518,7 +523,7 @@ def render_anatomy(canvas: Canvas, a: Anatomy, hu: dict[str, float], extent_z: t
                  lambda sl, lab, h: _paint_ivc(sl, lab, h, a, hu), (vocab.POSTCAVA,))
     yv, rx, ry = a.spine[:3]
     canvas.paint(np.array([-rx - 30 * s, yv - ry - 2, z_lo]), np.array([rx + 30 * s, yv + ry + 55 * s, z_hi]),
-                 lambda sl, lab, h: _paint_spine(sl, lab, h, a, hu))
+                 lambda sl, lab, h: _paint_spine(sl, lab, h, a, hu, spine_z_min))
 
 
 def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
@@ -547,7 +552,8 @@ def _body_xy(slab: Slab, a: Anatomy) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return x, y, z
 
 
-def _paint_body(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dict[str, float]) -> None:
+def _paint_body(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dict[str, float],
+               bowel_label: int = 0) -> None:
     x, y, z = _body_xy(slab, a)
     cx, cy = a.body_c
     rx, ry = a.cavity_r
@@ -598,6 +604,8 @@ def _paint_body(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dict
         t += np.sin(slab.field(kk, ph))
     wallm = bowel & (t > F32(-0.3))
     hu[wallm] = F32(h["bowel_wall"])
+    if bowel_label:
+        lab[wallm] = bowel_label
     lumen = bowel & (t > F32(0.9))
     g = np.sin(slab.field(a.gas_k, a.gas_phi))
     gas = lumen & (g > F32(0.7))
@@ -807,8 +815,11 @@ def _paint_ivc(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dict[
         _set(lab, hu, iliac, 0, F32(h["ivc"]))
 
 
-def _paint_spine(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dict[str, float]) -> None:
+def _paint_spine(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dict[str, float],
+                z_min: float | None = None) -> None:
     x, y, z = slab.xyz()
+    if z_min is not None and float(z.max()) < z_min:
+        return
     yv, rx, ry, period, disc, phase = a.spine
     s = a.s
     level = (z - F32(phase)) / F32(period)
@@ -816,6 +827,8 @@ def _paint_spine(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dic
     is_disc = level < F32(disc / period)
     body = _ellipse(x, y, 0.0, yv, rx, ry)
     vb = body <= 1
+    if z_min is not None:
+        vb &= z >= F32(z_min)
     cortex_in = F32((1 - 2.5 / min(rx, ry)) ** 2)
     _set(lab, hu, vb, 0, F32(h["bone_cortical"]))
     hu[vb & (body < cortex_in)] = F32(h["bone_cancellous"])
@@ -829,5 +842,9 @@ def _paint_spine(slab: Slab, lab: np.ndarray, hu: np.ndarray, a: Anatomy, h: dic
     transverse = _ellipse(x, y, 0.0, cy - 2 * s, 38 * s, 5 * s) <= 1
     transverse &= level > F32(0.45)
     bone = (arch | spinous | transverse) & ~is_disc
+    if z_min is not None:
+        above = z >= F32(z_min)
+        bone &= above
+        canal &= above
     _set(lab, hu, bone, 0, F32(h["bone_cortical"] * 0.85))
     _set(lab, hu, canal, 0, F32(h["csf"]))

@@ -24,6 +24,16 @@ craniocaudal coverage (at most 300 slices), oblique grid (random rotation of 5�
 with probability 0.3. Label voxels mark shapes containing the voxel centre; lesion
 labels override their host organ. The label map is never blurred.
 
+``PhantomConfig(version=2)`` draws a *v2* case (:mod:`radmesh.phantom.anatomy_v2`,
+:mod:`radmesh.phantom.phases`): all 32 vocabulary classes can appear (the pelvis,
+bowel, vessels, adrenals and esophagus, bone everywhere the abdomen has it), in one of
+four contrast phases with lesions hypo-, iso- or hyperattenuating, cystic, necrotic or
+rim-enhancing; an acquisition region (abdomen, abdomen–pelvis, chest–abdomen, chest,
+pelvis, or a thin slab of 20–40 slices); slice thickness 0.625–5 mm; a reconstruction
+kernel (soft, standard, sharp: the softer, the wider the PSF and the smoother the noise;
+the sharper, the more of the noise is white); and, in 12 % of cases, metal (a clip or pedicle screws) with its streaks.
+v1 cases are unchanged by all of this, byte for byte.
+
 ``write_phantom(phantom, DIR)`` writes DIR/ct.nii.gz (int16 HU), DIR/labels.nii.gz
 (uint8), DIR/pancreas_subregions.nii.gz (uint8: 0 outside pancreas ∪ pancreas
 tumour, 1 head, 2 body, 3 tail) and DIR/truth.json, each atomically.
@@ -46,9 +56,11 @@ from radmesh.common.errors import InvalidInputError
 from radmesh.common.fileio import write_text_atomic
 from radmesh.common.imageio import write_volume
 from radmesh.common.volume import Geometry, Volume
+from radmesh.phantom import anatomy_v2
 from radmesh.phantom import lesions as lesions_mod
 from radmesh.phantom.anatomy import (F32, Canvas, Grid, axis_angle, random_unit, render_anatomy, rotation_xyz,
                                      sample_anatomy, sample_hu)
+from radmesh.phantom.phases import PHASE_P, PHASES, sample_phase_hu
 
 __all__ = ["Phantom", "PhantomConfig", "generate", "write_phantom", "ORGAN_CLASSES", "LESION_CLASSES"]
 
@@ -65,6 +77,20 @@ OBLIQUE_P = 0.3
 OBLIQUE_DEG = (5.0, 20.0)
 NOISE_HU = (8.0, 20.0)
 PSF_MM = (0.35, 0.6)
+# v2 acquisitions: region → anatomy-frame z range (mm at body scale 1; 0 ≈ L1)
+REGIONS_V2: dict[str, tuple[float, float]] = {
+    "abdomen": (-150.0, 110.0), "abdomen-pelvis": (-380.0, 110.0), "chest-abdomen": (-150.0, 280.0),
+    "chest": (-20.0, 280.0), "pelvis": (-390.0, -150.0), "slab": (-380.0, 250.0),
+}
+REGION_P = (0.3, 0.25, 0.12, 0.08, 0.1, 0.15)
+SLAB_SLICES = (20, 40)
+THICKNESSES_V2_MM = (0.625, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
+# Reconstruction kernel → (fraction of the noise σ that is white, extra PSF σ in mm): a soft kernel
+# blurs both the anatomy and the noise more, a sharp one keeps edges and leaves grainy noise.
+KERNELS = {"soft": (0.0, 0.5), "standard": (0.35, 0.2), "sharp": (0.7, 0.0)}
+METAL_P = 0.12
+ORGAN_CLASSES_V2: tuple[int, ...] = tuple(c.index for c in vocab.CLASSES if not c.is_lesion)
+LESION_CLASSES_V2: tuple[int, ...] = tuple(sorted(lesions_mod.V2_LESION_SPECS))
 STAGES = ("acquisition", "anatomy", "lesions", "sub-regions", "blur and noise", "truth")
 
 
@@ -79,6 +105,9 @@ class PhantomConfig:
     lesions:         lesion classes that must be present (others absent); a class listed n
                      times gives n lesions of it. None = random presence.
     noise, blur:     add Gaussian noise / apply the PSF.
+    version:         1 (the phantoms the shipped weights were trained on) or 2 (see module docstring).
+    phase, region, kernel: v2 only: contrast phase (PHASES), acquisition region (REGIONS_V2) and
+                     reconstruction kernel (KERNELS); None = random.
     """
 
     in_plane_size: int = 512
@@ -88,8 +117,22 @@ class PhantomConfig:
     lesions: tuple[int, ...] | None = None
     noise: bool = True
     blur: bool = True
+    version: int = 1
+    phase: str | None = None
+    region: str | None = None
+    kernel: str | None = None
 
     def validate(self) -> None:
+        if self.version not in (1, 2):
+            raise InvalidInputError(f"version must be 1 or 2, got {self.version!r}")
+        if self.version == 1 and (self.phase, self.region, self.kernel) != (None, None, None):
+            raise InvalidInputError("phase, region and kernel exist only for version 2 phantoms")
+        if self.kernel is not None and self.kernel not in KERNELS:
+            raise InvalidInputError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if self.phase is not None and self.phase not in PHASES:
+            raise InvalidInputError(f"phase must be one of {', '.join(PHASES)}, got {self.phase!r}")
+        if self.region is not None and self.region not in REGIONS_V2:
+            raise InvalidInputError(f"region must be one of {', '.join(REGIONS_V2)}, got {self.region!r}")
         if not isinstance(self.in_plane_size, (int, np.integer)) or not 16 <= self.in_plane_size <= 2048:
             raise InvalidInputError(f"in_plane_size must be an integer in 16..2048, got {self.in_plane_size!r}")
         if self.spacing_xyz_mm is not None:
@@ -99,9 +142,10 @@ class PhantomConfig:
         if self.slices is not None and (not isinstance(self.slices, (int, np.integer)) or not 1 <= self.slices <= 2048):
             raise InvalidInputError(f"slices must be an integer in 1..2048, got {self.slices!r}")
         if self.lesions is not None:
-            bad = [c for c in self.lesions if c not in lesions_mod.LESION_SPECS]
+            specs = lesions_mod.LESION_SPECS if self.version == 1 else lesions_mod.V2_LESION_SPECS
+            bad = [c for c in self.lesions if c not in specs]
             if bad:
-                raise InvalidInputError(f"lesions must be drawn from {sorted(lesions_mod.LESION_SPECS)}, got {bad}")
+                raise InvalidInputError(f"lesions must be drawn from {sorted(specs)}, got {bad}")
 
 
 @dataclass
@@ -120,26 +164,39 @@ def generate(seed: int, config: PhantomConfig | None = None, progress: bool = Fa
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     cfg.validate()
-    r_acq, r_anat, r_hu, r_les, r_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(5))
+    v2 = cfg.version == 2
+    # Each stage its own stream; v2's extra stream is the sixth child, so the first five are v1's.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(6 if v2 else 5)]
+    r_acq, r_anat, r_hu, r_les, r_noise = streams[:5]
     bar = tqdm(total=len(STAGES), desc=f"phantom {seed}", disable=not progress, leave=False)
     pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="phantom")
     try:
         bar.set_postfix_str(STAGES[0])
-        acq = _acquisition(r_acq, cfg)
+        acq = _acquisition_v2(r_acq, cfg) if v2 else _acquisition(r_acq, cfg)
         anatomy = sample_anatomy(r_anat, acq["fov_xy_mm"])
-        hu = sample_hu(r_hu)
+        hu = sample_phase_hu(r_hu, acq["phase"]) if v2 else sample_hu(r_hu)
         geometry, grid, pose = _place_grid(r_acq, acq, anatomy, cfg)
         anatomy.gravity = pose["rotation"].T @ np.array([0.0, 1.0, 0.0])
+        extras = anatomy_v2.sample_v2(streams[5], anatomy) if v2 else None
         bar.update(1)
 
         bar.set_postfix_str(STAGES[1])
         canvas = Canvas(grid, pool)
-        render_anatomy(canvas, anatomy, hu, _z_extent(grid))
+        extent = _z_extent(grid)
+        if v2:
+            render_anatomy(canvas, anatomy, hu, extent, bowel_label=vocab.INTESTINE, spine_z_min=extras.sacrum_top_z)
+            canvas.boxes[vocab.INTESTINE] = [tuple(slice(0, n) for n in grid.shape)]
+            anatomy_v2.render_v2(canvas, anatomy, extras, hu, extent, acq["phase"])
+            acq["metal"] = (anatomy_v2.paint_metal(streams[5], canvas, anatomy, hu, extent)
+                            if streams[5].random() < METAL_P else dict(kind="none"))
+        else:
+            render_anatomy(canvas, anatomy, hu, extent)
         bar.update(1)
 
         bar.set_postfix_str(STAGES[2])
-        classes = lesions_mod.plan(r_les, cfg.lesions)
-        placed = lesions_mod.place_all(r_les, canvas, geometry, hu, classes, required=cfg.lesions is not None)
+        classes = lesions_mod.plan_v2(r_les, cfg.lesions) if v2 else lesions_mod.plan(r_les, cfg.lesions)
+        placed = lesions_mod.place_all(r_les, canvas, geometry, hu, classes, required=cfg.lesions is not None,
+                                       patterns=v2)
         bar.update(1)
 
         bar.set_postfix_str(STAGES[3])
@@ -154,7 +211,7 @@ def generate(seed: int, config: PhantomConfig | None = None, progress: bool = Fa
         bar.update(1)
 
         bar.set_postfix_str(STAGES[5])
-        boxes = {c: canvas.class_box(c) for c in ORGAN_CLASSES}
+        boxes = {c: canvas.class_box(c) for c in (ORGAN_CLASSES_V2 if v2 else ORGAN_CLASSES)}
         truth = _truth(seed, cfg, geometry, hu, labels, placed, locations, acq, pose, blur_sigma, boxes)
         bar.update(1)
     finally:
@@ -205,12 +262,48 @@ def _acquisition(rng: np.random.Generator, cfg: PhantomConfig) -> dict:
     )
 
 
+def _acquisition_v2(rng: np.random.Generator, cfg: PhantomConfig) -> dict:
+    """v2: a region, a phase, a kernel; the slice count follows the region's extent (a slab: 20–40)."""
+    # Drawn either way, so pinning one leaves the rest of the case unchanged.
+    region = list(REGIONS_V2)[int(rng.choice(len(REGIONS_V2), p=REGION_P))]
+    region = cfg.region or region
+    phase = PHASES[int(rng.choice(len(PHASES), p=PHASE_P))]
+    phase = cfg.phase or phase
+    kernel = list(KERNELS)[int(rng.integers(len(KERNELS)))]
+    kernel = cfg.kernel or kernel  # drawn either way, so pinning it leaves the rest of the case unchanged
+    n = int(cfg.in_plane_size)
+    fov = float(rng.uniform(*FOV_MM))
+    thick = float(rng.choice(THICKNESSES_V2_MM))
+    sp = (fov / n, fov / n, thick) if cfg.spacing_xyz_mm is None else tuple(float(v) for v in cfg.spacing_xyz_mm)
+    lo, hi = REGIONS_V2[region]
+    if cfg.slices is not None:
+        slices = int(cfg.slices)
+    elif region == "slab":
+        slices = int(rng.integers(SLAB_SLICES[0], SLAB_SLICES[1] + 1))
+    else:
+        slices = int(np.clip(round((hi - lo) * rng.uniform(0.9, 1.05) / sp[2]), 1, MAX_SLICES))
+    oblique = bool(rng.random() < OBLIQUE_P) if cfg.oblique is None else bool(cfg.oblique)
+    oblique_axis = random_unit(rng)
+    oblique_deg = float(rng.uniform(*OBLIQUE_DEG))
+    return dict(
+        shape_zyx=(slices, n, n), spacing_xyz_mm=sp, fov_xy_mm=(n * sp[0], n * sp[1]),
+        oblique=oblique, direction=axis_angle(oblique_axis, np.radians(oblique_deg)) if oblique else np.eye(3),
+        oblique_deg=oblique_deg if oblique else 0.0,
+        noise_sigma_hu=float(rng.uniform(*NOISE_HU)), psf_sigma_mm=float(rng.uniform(*PSF_MM)) + KERNELS[kernel][1],
+        region=region, region_z_mm=(lo, hi), phase=phase, kernel=kernel, white_fraction=KERNELS[kernel][0],
+        z_draw=float(rng.random()),
+    )
+
+
 def _place_grid(rng: np.random.Generator, acq: dict, anatomy, cfg: PhantomConfig) -> tuple[Geometry, Grid, dict]:
     nz, ny, nx = acq["shape_zyx"]
     sp = np.asarray(acq["spacing_xyz_mm"])
     cover = nz * sp[2]
     core_lo, core_hi = anatomy.core_z()
-    if cover >= core_hi - core_lo:
+    if "region_z_mm" in acq:  # v2: anywhere the region allows (a region longer than the scan: a part of it)
+        lo, hi = (v * anatomy.s for v in acq["region_z_mm"])
+        z_lo = lo + acq["z_draw"] * (hi - lo - cover)
+    elif cover >= core_hi - core_lo:
         lo_min = max(core_hi - cover, -230.0 * anatomy.s)
         lo_max = core_lo
         z_lo = float(rng.uniform(min(lo_min, lo_max), lo_max))
@@ -293,6 +386,12 @@ def _acquire(hu: np.ndarray, geometry: Geometry, acq: dict, cfg: PhantomConfig, 
     chunks = [(k, min(nz, k + CHUNK_SLICES)) for k in range(0, nz, CHUNK_SLICES)]
     seeds = np.random.SeedSequence(int(rng.integers(2 ** 63))).spawn(len(chunks))
     scale = F32(acq["noise_sigma_hu"] / np.sqrt(gain))
+    white = float(acq.get("white_fraction", 0.0)) if cfg.noise else 0.0
+    if white > 0:
+        # A sharper kernel: part of the noise variance is white (added after the PSF), the rest blurred.
+        scale *= F32(np.sqrt(1 - white ** 2))
+        white_seeds = np.random.SeedSequence(int(rng.integers(2 ** 63))).spawn(len(chunks))
+        white_sigma = F32(acq["noise_sigma_hu"] * white)
 
     def noise_and_plane(c: int) -> None:
         k0, k1 = chunks[c]
@@ -317,6 +416,10 @@ def _acquire(hu: np.ndarray, geometry: Geometry, acq: dict, cfg: PhantomConfig, 
             pair = hu[lo] + hu[hi]
             pair *= F32(wz[r + t])
             acc += pair
+        if white > 0:
+            n = _normal(np.random.default_rng(white_seeds[c]), acc.shape)
+            n *= white_sigma
+            acc += n
         np.rint(acc, out=acc)
         np.clip(acc, -1024, 3071, out=acc)
         ct[k0:k1] = acc
@@ -333,13 +436,12 @@ def _acquire(hu: np.ndarray, geometry: Geometry, acq: dict, cfg: PhantomConfig, 
 def _truth(seed: int, cfg: PhantomConfig, geometry: Geometry, hu: dict[str, float], labels: np.ndarray,
            placed: list, locations: list[dict], acq: dict, pose: dict, blur_sigma, boxes: dict) -> dict:
     counts = {}
-    for c in ORGAN_CLASSES:  # a class is only ever painted inside its boxes
-        box = boxes.get(c)
+    for c, box in boxes.items():  # a class is only ever painted inside its boxes
         counts[c] = 0 if box is None else int(np.count_nonzero(labels[box] == c))
     vox_ml = geometry.voxel_volume_mm3 / 1000.0
     organs = [dict(class_index=int(c), name=vocab.get(c).name, voxel_count=int(counts[c]),
                    volume_ml=float(counts[c] * vox_ml))
-              for c in ORGAN_CLASSES if counts[c] > 0]
+              for c in boxes if counts[c] > 0]
     lesion_records = []
     for i, (les, loc) in enumerate(zip(placed, locations), start=1):
         a, b, c = (float(v) for v in les.semi_axes)
@@ -357,6 +459,8 @@ def _truth(seed: int, cfg: PhantomConfig, geometry: Geometry, hu: dict[str, floa
             location=loc["location"], subregion=loc["subregion"], laterality=loc["laterality"],
             location_margin=float(loc["location_margin"]),
         ))
+        if les.pattern is not None:
+            lesion_records[-1]["pattern"] = les.pattern
     config = asdict(cfg)
     for k, v in config.items():
         if isinstance(v, tuple):
@@ -373,7 +477,10 @@ def _truth(seed: int, cfg: PhantomConfig, geometry: Geometry, hu: dict[str, floa
                          blur_sigma_xyz_mm=list(blur_sigma), oblique=bool(acq["oblique"]),
                          oblique_angle_deg=float(acq["oblique_deg"]),
                          pose_rotation=[[float(v) for v in row] for row in pose["rotation"]],
-                         pose_translation_mm=[float(v) for v in pose["translation"]]),
+                         pose_translation_mm=[float(v) for v in pose["translation"]],
+                         **({} if "region" not in acq else dict(
+                             region=acq["region"], phase=acq["phase"], kernel=acq["kernel"],
+                             metal=acq.get("metal", dict(kind="none"))))),
         organs=organs,
         lesions=lesion_records,
     )

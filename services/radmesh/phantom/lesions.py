@@ -63,6 +63,7 @@ from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Geometry
 from radmesh.phantom.anatomy import F32, Canvas, axis_angle, random_rotation, random_unit
+from radmesh.phantom.phases import HOST_TISSUE, draw_pattern, pattern_values
 
 # class → (host classes, max-diameter range mm, HU key, presence probability)
 LESION_SPECS: dict[int, tuple[tuple[int, ...], tuple[float, float], str, float]] = {
@@ -72,6 +73,16 @@ LESION_SPECS: dict[int, tuple[tuple[int, ...], tuple[float, float], str, float]]
     vocab.LUNG_TUMOR: ((vocab.RIGHT_LUNG, vocab.LEFT_LUNG), (5.0, 30.0), "lung_tumor", 0.35),
     vocab.LIVER_TUMOR: ((vocab.LIVER,), (5.0, 60.0), "liver_tumor", 0.0),
 }
+# v2 adds the two lesion classes whose hosts v1 lacks. A hepatic vessel tumour lies in the
+# liver against a hepatic vessel (its centre within its long semi-axis + 8 mm of one).
+V2_LESION_SPECS: dict[int, tuple[tuple[int, ...], tuple[float, float], str, float]] = {
+    **LESION_SPECS,
+    vocab.HEPATIC_VESSEL_TUMOR: ((vocab.LIVER,), (8.0, 45.0), "liver_tumor", 0.35),
+    vocab.COLON_TUMOR: ((vocab.COLON,), (10.0, 40.0), "liver_tumor", 0.3),
+}
+NEAR: dict[int, tuple[int, float]] = {vocab.HEPATIC_VESSEL_TUMOR: (vocab.HEPATIC_VESSEL, 8.0)}
+V2_PLACEMENT_ORDER = (vocab.PANCREAS_TUMOR, vocab.KIDNEY_TUMOR, vocab.KIDNEY_CYST, vocab.LUNG_TUMOR,
+                      vocab.COLON_TUMOR, vocab.HEPATIC_VESSEL_TUMOR, vocab.LIVER_TUMOR)
 # Small hosts first, so a big liver tumour never crowds them out.
 PLACEMENT_ORDER = (vocab.PANCREAS_TUMOR, vocab.KIDNEY_TUMOR, vocab.KIDNEY_CYST, vocab.LUNG_TUMOR,
                    vocab.LIVER_TUMOR)
@@ -95,6 +106,7 @@ class Lesion:
     rotation: np.ndarray  # columns: ellipsoid axes in LPS
     voxel_count: int
     enclosed: bool = True  # its 26-neighbour shell is all host
+    pattern: str | None = None  # v2: attenuation pattern (radmesh.phantom.phases.PATTERNS); v1: None
 
 
 def plan(rng: np.random.Generator, forced: tuple[int, ...] | None) -> list[int]:
@@ -112,11 +124,25 @@ def plan(rng: np.random.Generator, forced: tuple[int, ...] | None) -> list[int]:
     return [c for c in PLACEMENT_ORDER for _ in range(counts[c])]
 
 
+def plan_v2(rng: np.random.Generator, forced: tuple[int, ...] | None) -> list[int]:
+    """:func:`plan` over the v2 lesion classes."""
+    if forced is not None:
+        bad = [c for c in forced if c not in V2_LESION_SPECS]
+        if bad:
+            raise InvalidInputError(f"lesions {bad} cannot be generated; choose from {sorted(V2_LESION_SPECS)}")
+        counts = {c: list(forced).count(c) for c in V2_PLACEMENT_ORDER}
+    else:
+        counts = {c: int(rng.random() < V2_LESION_SPECS[c][3]) for c in V2_PLACEMENT_ORDER}
+        counts[vocab.LIVER_TUMOR] = int(rng.choice(len(LIVER_TUMOR_COUNT_P), p=LIVER_TUMOR_COUNT_P))
+    return [c for c in V2_PLACEMENT_ORDER for _ in range(counts[c])]
+
+
 def place_all(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dict[str, float],
-              classes: list[int], required: bool) -> list[Lesion]:
+              classes: list[int], required: bool, patterns: bool = False) -> list[Lesion]:
+    """Place ``classes`` in order; ``patterns`` (v2) draws an attenuation pattern per lesion."""
     placed = []
     for cls in classes:
-        lesion = _place(rng, canvas, geometry, hu, cls)
+        lesion = _place(rng, canvas, geometry, hu, cls, patterns)
         if lesion is None:
             if required:
                 raise LesionPlacementError(
@@ -160,8 +186,8 @@ def ellipsoid_mask(geometry: Geometry, box: tuple[slice, slice, slice], centre: 
 
 
 def _place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dict[str, float],
-           cls: int) -> Lesion | None:
-    hosts, (dlo, dhi), hu_key, _ = LESION_SPECS[cls]
+           cls: int, patterns: bool = False) -> Lesion | None:
+    hosts, (dlo, dhi), hu_key, _ = V2_LESION_SPECS[cls]
     sp = np.asarray(geometry.spacing_zyx_mm)
     # At least 5 mm, and not much below the coarsest spacing (so it shows on the grid).
     d_min = max(MIN_DIAMETER_MM, 1.2 * float(sp.max()))
@@ -175,7 +201,7 @@ def _place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dic
         order = [order[i] for i in rng.permutation(len(order))]
     maps = {}
     if cls == vocab.PANCREAS_TUMOR:
-        lesion = _grow_and_place(rng, canvas, geometry, hu, cls, diameter / 2 * ratios, d_min)
+        lesion = _grow_and_place(rng, canvas, geometry, hu, cls, diameter / 2 * ratios, d_min, patterns)
         if lesion is not None:
             return lesion
     # First try to enclose the lesion in its host (a one-voxel host shell all round); only
@@ -187,6 +213,7 @@ def _place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dic
             if maps[host] is None:
                 continue
             box, coarse, dist, stride = maps[host]
+            near = _near_distance(canvas, box, stride, sp, cls)
             r_avail = float(dist.max()) - (float(sp.max()) if enclosed else 0.0)
             a = diameter / 2
             if a > r_avail:
@@ -204,6 +231,10 @@ def _place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dic
                 cand = np.flatnonzero(dist >= max(semi[1], semi[0] - 0.5 * float(np.linalg.norm(sp * stride))))
                 if cand.size == 0:
                     cand = np.flatnonzero(dist >= dist.max())
+                if near is not None:
+                    cand = cand[near.flat[cand] <= semi[0] + NEAR[cls][1]]
+                    if cand.size == 0:
+                        continue
                 cidx = np.array(np.unravel_index(cand[rng.integers(cand.size)], dist.shape))
                 kc = cidx * stride + rng.uniform(-0.5, 0.5, 3) * stride
                 kc += [box[0].start, box[1].start, box[2].start]
@@ -214,13 +245,41 @@ def _place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dic
                     rot = random_rotation(rng)
                 lesion = _try(canvas, geometry, cls, host, centre, semi, rot, enclosed)
                 if lesion is not None:
-                    _paint(rng, canvas, geometry, lesion, hu[hu_key])
+                    _paint_lesion(rng, canvas, geometry, lesion, hu, patterns)
                     return lesion
     return None
 
 
+def _near_distance(canvas: Canvas, box, stride: np.ndarray, sp: np.ndarray, cls: int) -> np.ndarray | None:
+    """For a class that must lie near another (NEAR), mm from each coarse host-box cell to that class."""
+    if cls not in NEAR:
+        return None
+    target = canvas.labels[box][::stride[0], ::stride[1], ::stride[2]] == NEAR[cls][0]
+    if not target.any():
+        return np.full(target.shape, np.inf)
+    return ndimage.distance_transform_edt(~target, sampling=sp * stride)
+
+
+def _paint_lesion(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, lesion: Lesion,
+                  hu: dict[str, float], patterns: bool) -> None:
+    if not patterns:
+        _paint(rng, canvas, geometry, lesion, hu[V2_LESION_SPECS[lesion.class_index][2]])
+        return
+    lesion.pattern = draw_pattern(rng, lesion.class_index)
+    core, rim = pattern_values(rng, lesion.pattern, hu[HOST_TISSUE[lesion.class_index]])
+    _paint(rng, canvas, geometry, lesion, core)
+    if rim != core:
+        rim_mm = float(rng.uniform(1.5, 4.0))
+        half = np.sqrt(((lesion.rotation * lesion.semi_axes[None, :]) ** 2).sum(axis=1))
+        box, _ = _axis_boxes(geometry, lesion.centre_lps, half, pad=1)
+        inside = ellipsoid_mask(geometry, box, lesion.centre_lps, lesion.semi_axes, lesion.rotation)
+        inner = np.maximum(lesion.semi_axes - rim_mm, 0.3 * lesion.semi_axes)
+        inside &= ~ellipsoid_mask(geometry, box, lesion.centre_lps, inner, lesion.rotation)
+        canvas.hu[box][inside] = F32(rim)
+
+
 def _grow_and_place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dict[str, float],
-                    cls: int, semi: np.ndarray, d_min: float) -> Lesion | None:
+                    cls: int, semi: np.ndarray, d_min: float, patterns: bool = False) -> Lesion | None:
     """A mass thicker than its (thin) host: swell the host around it first, then place it.
 
     The host is widened by an ellipsoid a little larger than the lesion, over
@@ -259,7 +318,7 @@ def _grow_and_place(rng: np.random.Generator, canvas: Canvas, geometry: Geometry
             break
         lesion = _try(canvas, geometry, cls, host, centre, semi * scale, rot, True)
         if lesion is not None:
-            _paint(rng, canvas, geometry, lesion, hu[LESION_SPECS[cls][2]])
+            _paint_lesion(rng, canvas, geometry, lesion, hu, patterns)
             return lesion
     return None
 
@@ -489,7 +548,7 @@ def locate(lesions: list[Lesion], labels: np.ndarray, geometry: Geometry, canvas
             third, margin = _thirds((float(c[2]) - s0) / (s1 - s0))
             pole = ("lower pole", "mid", "upper pole")[third]
             out.append(dict(location=f"{side} {pole}", subregion=pole, laterality=side, location_margin=margin))
-        elif les.class_index == vocab.LIVER_TUMOR:
+        elif les.class_index in (vocab.LIVER_TUMOR, vocab.HEPATIC_VESSEL_TUMOR):
             if "liver" not in cache:
                 gb = _centroid(labels, geometry, canvas.class_box(vocab.GALL_BLADDER), vocab.GALL_BLADDER)
                 ivc = _centroid(labels, geometry, canvas.class_box(vocab.POSTCAVA), vocab.POSTCAVA)
@@ -515,6 +574,8 @@ def locate(lesions: list[Lesion], labels: np.ndarray, geometry: Geometry, canvas
             lobe = "left lobe" if dist > 0 else "right lobe"
             out.append(dict(location=lobe, subregion=lobe, laterality="none",
                             location_margin=min(1.0, abs(dist) / width) if width > 0 else 0.0))
+        elif les.class_index == vocab.COLON_TUMOR:
+            out.append(dict(location="colon", subregion=None, laterality="none", location_margin=1.0))
         else:  # lung
             side = vocab.get(les.host).laterality.value
             out.append(dict(location=side, subregion=side, laterality=side, location_margin=1.0))

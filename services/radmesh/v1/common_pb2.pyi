@@ -200,7 +200,7 @@ class Intent(_message.Message):
     def __init__(self, targets: _Optional[_Iterable[_Union[ClassRef, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[Action, str]]] = ..., if_any: _Optional[bool] = ..., confidence: _Optional[float] = ..., unsupported: _Optional[bool] = ..., unsupported_phrase: _Optional[str] = ..., suggestions: _Optional[_Iterable[_Union[ClassRef, _Mapping]]] = ..., refers_back: _Optional[bool] = ..., refers_back_plural: _Optional[bool] = ...) -> None: ...
 
 class LesionMeasurement(_message.Message):
-    __slots__ = ("id", "volume_ml", "max_diameter_mm", "long_axis_mm", "short_axis_mm", "long_axis_slice", "long_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm", "hu_mean", "hu_std", "hu_min", "hu_max", "hu_median", "host_class_index", "host_hu_mean", "attenuation", "location", "subregion", "laterality", "location_method", "short_axis_endpoints_lps_mm")
+    __slots__ = ("id", "volume_ml", "max_diameter_mm", "long_axis_mm", "short_axis_mm", "long_axis_slice", "long_axis_endpoints_lps_mm", "centroid_mm", "bbox_min_mm", "bbox_max_mm", "hu_mean", "hu_std", "hu_min", "hu_max", "hu_median", "host_class_index", "host_hu_mean", "attenuation", "location", "subregion", "laterality", "location_method", "short_axis_endpoints_lps_mm", "scan_edges")
     ID_FIELD_NUMBER: _ClassVar[int]
     VOLUME_ML_FIELD_NUMBER: _ClassVar[int]
     MAX_DIAMETER_MM_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +224,7 @@ class LesionMeasurement(_message.Message):
     LATERALITY_FIELD_NUMBER: _ClassVar[int]
     LOCATION_METHOD_FIELD_NUMBER: _ClassVar[int]
     SHORT_AXIS_ENDPOINTS_LPS_MM_FIELD_NUMBER: _ClassVar[int]
+    SCAN_EDGES_FIELD_NUMBER: _ClassVar[int]
     id: int
     volume_ml: float
     max_diameter_mm: float
@@ -247,10 +248,11 @@ class LesionMeasurement(_message.Message):
     laterality: str
     location_method: str
     short_axis_endpoints_lps_mm: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, id: _Optional[int] = ..., volume_ml: _Optional[float] = ..., max_diameter_mm: _Optional[float] = ..., long_axis_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., long_axis_slice: _Optional[int] = ..., long_axis_endpoints_lps_mm: _Optional[_Iterable[float]] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., bbox_min_mm: _Optional[_Iterable[float]] = ..., bbox_max_mm: _Optional[_Iterable[float]] = ..., hu_mean: _Optional[float] = ..., hu_std: _Optional[float] = ..., hu_min: _Optional[float] = ..., hu_max: _Optional[float] = ..., hu_median: _Optional[float] = ..., host_class_index: _Optional[int] = ..., host_hu_mean: _Optional[float] = ..., attenuation: _Optional[str] = ..., location: _Optional[str] = ..., subregion: _Optional[str] = ..., laterality: _Optional[str] = ..., location_method: _Optional[str] = ..., short_axis_endpoints_lps_mm: _Optional[_Iterable[float]] = ...) -> None: ...
+    scan_edges: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[int] = ..., volume_ml: _Optional[float] = ..., max_diameter_mm: _Optional[float] = ..., long_axis_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., long_axis_slice: _Optional[int] = ..., long_axis_endpoints_lps_mm: _Optional[_Iterable[float]] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., bbox_min_mm: _Optional[_Iterable[float]] = ..., bbox_max_mm: _Optional[_Iterable[float]] = ..., hu_mean: _Optional[float] = ..., hu_std: _Optional[float] = ..., hu_min: _Optional[float] = ..., hu_max: _Optional[float] = ..., hu_median: _Optional[float] = ..., host_class_index: _Optional[int] = ..., host_hu_mean: _Optional[float] = ..., attenuation: _Optional[str] = ..., location: _Optional[str] = ..., subregion: _Optional[str] = ..., laterality: _Optional[str] = ..., location_method: _Optional[str] = ..., short_axis_endpoints_lps_mm: _Optional[_Iterable[float]] = ..., scan_edges: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StructureMeasurement(_message.Message):
-    __slots__ = ("class_index", "name", "kind", "volume_ml", "voxel_count", "hu_mean", "lesions")
+    __slots__ = ("class_index", "name", "kind", "volume_ml", "voxel_count", "hu_mean", "lesions", "scan_edges")
     CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -258,6 +260,7 @@ class StructureMeasurement(_message.Message):
     VOXEL_COUNT_FIELD_NUMBER: _ClassVar[int]
     HU_MEAN_FIELD_NUMBER: _ClassVar[int]
     LESIONS_FIELD_NUMBER: _ClassVar[int]
+    SCAN_EDGES_FIELD_NUMBER: _ClassVar[int]
     class_index: int
     name: str
     kind: str
@@ -265,7 +268,8 @@ class StructureMeasurement(_message.Message):
     voxel_count: int
     hu_mean: float
     lesions: _containers.RepeatedCompositeFieldContainer[LesionMeasurement]
-    def __init__(self, class_index: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., volume_ml: _Optional[float] = ..., voxel_count: _Optional[int] = ..., hu_mean: _Optional[float] = ..., lesions: _Optional[_Iterable[_Union[LesionMeasurement, _Mapping]]] = ...) -> None: ...
+    scan_edges: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, class_index: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., volume_ml: _Optional[float] = ..., voxel_count: _Optional[int] = ..., hu_mean: _Optional[float] = ..., lesions: _Optional[_Iterable[_Union[LesionMeasurement, _Mapping]]] = ..., scan_edges: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Artifact(_message.Message):
     __slots__ = ("name", "media_type", "size_bytes", "sha256", "data")
