@@ -49,8 +49,21 @@ def test_a_second_up_from_the_same_folder_is_refused(product):
 
 
 def test_a_taken_port_is_named_before_anything_starts(tmp_path):
+    def free(port: int) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                return False
+
     with socket.socket() as s:
-        for offset in range(3000, 14000, 1000):  # a free port to take, with every other port in range
+        # An offset at which every service's port is free (any of them may be a client's ephemeral
+        # port at the moment), then the segmentation service's port taken: the one to be named.
+        for offset in range(3000, 14000, 1000):
+            ports = [p for svc in SERVICES.values() for p in (svc.port, svc.metrics_port)]
+            if not all(free(p + offset) for p in ports + list(TRITON_PORTS.values())):
+                continue
             try:
                 s.bind(("127.0.0.1", SERVICES["segmentation"].port + offset))
                 break
