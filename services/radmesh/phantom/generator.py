@@ -194,7 +194,8 @@ def generate(seed: int, config: PhantomConfig | None = None, progress: bool = Fa
         bar.update(1)
 
         bar.set_postfix_str(STAGES[2])
-        classes = lesions_mod.plan_v2(r_les, cfg.lesions) if v2 else lesions_mod.plan(r_les, cfg.lesions)
+        classes = (lesions_mod.plan(r_les, cfg.lesions, lesions_mod.V2_LESION_SPECS, lesions_mod.V2_PLACEMENT_ORDER)
+                   if v2 else lesions_mod.plan(r_les, cfg.lesions))
         placed = lesions_mod.place_all(r_les, canvas, geometry, hu, classes, required=cfg.lesions is not None,
                                        patterns=v2)
         bar.update(1)

@@ -109,32 +109,23 @@ class Lesion:
     pattern: str | None = None  # v2: attenuation pattern (radmesh.phantom.phases.PATTERNS); v1: None
 
 
-def plan(rng: np.random.Generator, forced: tuple[int, ...] | None) -> list[int]:
-    """The lesion classes to place, in placement order (liver tumours may repeat)."""
-    if forced is not None:
-        bad = [c for c in forced if c not in LESION_SPECS]
-        if bad:
-            raise InvalidInputError(
-                f"lesions {bad} cannot be generated; choose from {sorted(LESION_SPECS)} "
-                "(26 kidney tumor, 27 liver tumor, 28 pancreas tumor, 30 lung tumor, 32 kidney cyst)")
-        counts = {c: list(forced).count(c) for c in PLACEMENT_ORDER}
-    else:
-        counts = {c: int(rng.random() < LESION_SPECS[c][3]) for c in PLACEMENT_ORDER}
-        counts[vocab.LIVER_TUMOR] = int(rng.choice(len(LIVER_TUMOR_COUNT_P), p=LIVER_TUMOR_COUNT_P))
-    return [c for c in PLACEMENT_ORDER for _ in range(counts[c])]
+def plan(rng: np.random.Generator, forced: tuple[int, ...] | None, specs: dict = LESION_SPECS,
+         order: tuple[int, ...] = PLACEMENT_ORDER) -> list[int]:
+    """The lesion classes to place, in placement order (liver tumours may repeat).
 
-
-def plan_v2(rng: np.random.Generator, forced: tuple[int, ...] | None) -> list[int]:
-    """:func:`plan` over the v2 lesion classes."""
+    ``specs`` and ``order``: v1's by default; v2 passes :data:`V2_LESION_SPECS` and
+    :data:`V2_PLACEMENT_ORDER`.
+    """
     if forced is not None:
-        bad = [c for c in forced if c not in V2_LESION_SPECS]
+        bad = [c for c in forced if c not in specs]
         if bad:
-            raise InvalidInputError(f"lesions {bad} cannot be generated; choose from {sorted(V2_LESION_SPECS)}")
-        counts = {c: list(forced).count(c) for c in V2_PLACEMENT_ORDER}
+            names = ", ".join(f"{c} {vocab.get(c).name.lower()}" for c in sorted(specs))
+            raise InvalidInputError(f"lesions {bad} cannot be generated; choose from {sorted(specs)} ({names})")
+        counts = {c: list(forced).count(c) for c in order}
     else:
-        counts = {c: int(rng.random() < V2_LESION_SPECS[c][3]) for c in V2_PLACEMENT_ORDER}
+        counts = {c: int(rng.random() < specs[c][3]) for c in order}
         counts[vocab.LIVER_TUMOR] = int(rng.choice(len(LIVER_TUMOR_COUNT_P), p=LIVER_TUMOR_COUNT_P))
-    return [c for c in V2_PLACEMENT_ORDER for _ in range(counts[c])]
+    return [c for c in order for _ in range(counts[c])]
 
 
 def place_all(rng: np.random.Generator, canvas: Canvas, geometry: Geometry, hu: dict[str, float],
