@@ -319,6 +319,35 @@ def test_sr_from_a_nifti_source(axial, tmp_path):
     _assert_sr_matches(hd.sr.srread(path), findings, seg_ds)
 
 
+def test_sr_marks_structures_the_scan_cuts(axial, tmp_path):
+    """The phantom's top slices dropped: what reaches the new first slice carries "Anatomy coverage
+    incomplete" = that edge in its group; a whole structure carries none; the file stays conformant."""
+    from dataclasses import replace
+
+    keep = slice(6, None)
+    geometry = replace(axial.ct.geometry, shape_zyx=axial.ct.array[keep].shape,
+                       origin_lps_mm=tuple(axial.ct.geometry.to_lps(np.array([[6.0, 0.0, 0.0]]))[0]))
+    ct, labels = Volume(axial.ct.array[keep], geometry), Volume(axial.labels.array[keep], geometry)
+    seg_ds = build_seg(labels, CLASSES, STUDY, None, MODEL)
+    findings = measure(ct, labels, classes=CLASSES).to_dict()
+    cut = {s["class_index"]: s["scan_edges"] for s in findings["structures"] if s["scan_edges"]}
+    assert any(not V.get(c).is_lesion for c in cut), f"the cut reaches no organ ({cut}): choose a deeper cut"
+    path = _save(build_sr(findings, seg_ds, STUDY, None, MODEL), tmp_path / "sr.dcm")
+    assert dciodvfy_errors(path) == [], dciodvfy_report(path)
+    sr = hd.sr.srread(path)
+    _assert_sr_matches(sr, findings, seg_ds)
+    by_id = {str(g.tracking_identifier): g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    for s in findings["structures"]:
+        if not s["voxel_count"] or V.get(s["class_index"]).is_lesion:
+            continue
+        group = by_id[V.get(s["class_index"]).name]
+        edges = [e.value.value for e in group.get_qualitative_evaluations() if e.name.value == "130576"]
+        assert edges == [dcodes.SCAN_EDGES[e].value for e in s["scan_edges"]]
+    with pytest.raises(InvalidInputError, match="scan_edges"):
+        bad = {**findings, "structures": [dict(s, scan_edges=["lateral"]) for s in findings["structures"]]}
+        build_sr(bad, seg_ds, STUDY, None, MODEL)
+
+
 def test_sr_refuses_mismatches(oblique_dicom, axial):
     ph, src = oblique_dicom
     seg_ds = build_seg(ph.labels, [V.LIVER, V.LIVER_TUMOR], src.study, src, MODEL)

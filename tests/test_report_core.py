@@ -196,6 +196,29 @@ def test_spleen_against_its_published_range(volume, state):
     assert [x.rule for x in r.recommendations] == (["splenomegaly"] if state == "above" else [])
 
 
+@pytest.mark.parametrize("volume, state", [(200.0, None), (400.0, "above")])
+def test_structures_the_scan_cuts_are_lower_bounds(volume, state):
+    """A spleen and a lesion reaching the scan's edges: both said to continue outside it; the spleen's volume
+    is compared with the normal range only where even the lower bound lies above it."""
+    cut = dict(lesion(), scan_edges=["inferior"])
+    spleen = dict(structure(V.SPLEEN, vol=volume), scan_edges=["superior", "field of view"])
+    r = generate(findings(spleen, structure(V.PANCREAS, vol=80.0), structure(V.PANCREAS_TUMOR, [cut])),
+                 intent(V.PANCREAS_TUMOR, V.SPLEEN), now=NOW)
+    entry = next(e for e in r.data["structures"] if e["class_index"] == V.SPLEEN)
+    assert entry["volume_assessment"] == state and entry["scan_edges"] == ["superior", "field of view"]
+    text = paragraph(r, "Spleen")
+    assert ("the spleen reaches the superior edge of the scan and the edge of the field of view and continues "
+            "outside it, so this volume is a lower bound") in text
+    assert ("above the normal range" in text) == (state == "above") and "within" not in text
+    assert paragraph(r, "Pancreas").endswith(
+        "It reaches the inferior edge of the scan and continues outside it: its size and volume are lower bounds.")
+    les = next(e for e in r.data["structures"] if e["class_index"] == V.PANCREAS_TUMOR)["lesions"][0]
+    assert les["scan_edges"] == ["inferior"]
+    whole = generate(findings(structure(V.PANCREAS, vol=80.0), structure(V.PANCREAS_TUMOR, [lesion()])),
+                     intent(V.PANCREAS_TUMOR), now=NOW)
+    assert "continues outside" not in whole.text
+
+
 def test_no_range_is_claimed_where_none_is_published():
     assert set(NORMAL_VOLUMES) == {V.SPLEEN}
     r = generate(findings(structure(V.LIVER, vol=2900.0), structure(V.RIGHT_KIDNEY, vol=400.0)), intent(), now=NOW)

@@ -187,6 +187,27 @@ def test_v2_fine_tune_adds_classes_to_a_v1_model(runs, tmp_path):
     tg = data.multilabel_targets(lab, data.organ_labels(lab, classes), classes).astype(bool)
     assert np.array_equal(tg[0], lab > 0)  # liver ⊇ its vessels and its tumour
     assert np.array_equal(tg[1], lab == vocab.HEPATIC_VESSEL) and np.array_equal(tg[2], lab == vocab.LIVER_TUMOR)
+    # Resumed elsewhere: the added rows re-encode a few float bits apart (1.9e-7 between installs), and
+    # the run goes on with the checkpoint's table and sha rather than refusing; a table 1e-3 off is refused.
+    from radmesh.text.encoders import table_sha256
+
+    def resume_with(table):
+        ck["class_embedding"] = torch.from_numpy(table)
+        ck["settings"]["init_weights"]["table_sha256"] = table_sha256(table)
+        torch.save(ck, tmp_path / "v2" / train.CHECKPOINT_NAME)
+        again = data.PhantomPatchSampler(5, data.V2_CLASSES, pool_size=1, refresh_every=0, refresh_count=0,
+                                         num_points=512, patch=16, phantom_configs={1000: v2}, phantom_version=2)
+        return train.train(tmp_path / "v2", steps=2, seed=5, sampler=again, init_weights=source,
+                           phantom_version=2, **TINY)
+
+    elsewhere = meta["class_embedding"].copy()
+    elsewhere[added] += 5e-7
+    _, resumed = train.load_weights(resume_with(elsewhere)["weights"])
+    assert np.array_equal(resumed["class_embedding"], elsewhere)
+    assert resumed["table_sha256"] == table_sha256(elsewhere) == resumed["training"]["init_weights"]["table_sha256"]
+    elsewhere[added] += 1e-3
+    with pytest.raises(FailedPreconditionError, match="init_weights"):
+        resume_with(elsewhere)
     # A run may add classes but not drop them.
     with pytest.raises(FailedPreconditionError, match="classes"):
         train.train(tmp_path / "drop", steps=1, seed=5, sampler=_FixedBatch(), init_weights=source,

@@ -66,9 +66,7 @@ def _lesion_lines(c: int, target: Mapping[str, Any], structure: Mapping[str, Any
 
 def _cut_lesion(lesion: Mapping[str, Any], image_number: int, count: int) -> str:
     """A lesion the scan cuts: its sizes are what the scan holds, not the whole lesion."""
-    which = "It" if count == 1 else f"The one on image {image_number}"
-    return (f"{which} reaches {edges_phrase(lesion['scan_edges'])} and continues outside it: "
-            "its size and volume are lower bounds.")
+    return S.cut_lesion_sentence(lesion["scan_edges"], "It" if count == 1 else f"The one on image {image_number}")
 
 
 def _organ_line(c: int, structure: Mapping[str, Any] | None, voxel_count: int, volume_ml: float,
@@ -80,8 +78,7 @@ def _organ_line(c: int, structure: Mapping[str, Any] | None, voxel_count: int, v
     if structure is not None and set(actions) & {"measure", "compare", "report"}:
         line += f", mean attenuation {structure['hu_mean']:.0f} HU"
     if edges:
-        line += (f" (the {name.lower()} reaches {edges_phrase(edges)} and continues outside it, "
-                 "so this volume is a lower bound)")
+        line += S.cut_organ_clause(name, edges)
     return line + "."
 
 

@@ -30,7 +30,7 @@ from pydicom.sr.coding import Code
 
 from radmesh.common import vocabulary as vocab
 
-__all__ = ["ClassCodes", "CLASS_CODES", "LATERALITY", "UNITS", "MEASUREMENTS", "codes_for", "laterality_code",
+__all__ = ["ClassCodes", "CLASS_CODES", "LATERALITY", "UNITS", "MEASUREMENTS", "SCAN_EDGE_CONCEPT", "SCAN_EDGES", "codes_for", "laterality_code",
            "DISPLAY_RGB"]
 
 SCT, DCM, UCUM = codes.SCT, codes.DCM, codes.UCUM
@@ -113,6 +113,15 @@ MEASUREMENTS: dict[str, Code] = {
     "attenuation": DCM.AttenuationCoefficient,  # 112031, in HU
     "voxel_sum": DCM.SumOfSegmentedVoxelMethodForVolume,  # 126030 (method)
     "recist": DCM.RECIST1Point1,          # 126081 (method)
+}
+#: A structure the scan cuts (``scan_edges``): one qualitative evaluation per edge it reaches,
+#: "Anatomy coverage incomplete" = the edge. The in-plane border has no standard code, so it
+#: takes one of radmesh's own (a private "99" scheme, as DICOM PS3.16 §8 allows).
+SCAN_EDGE_CONCEPT = DCM.AnatomyCoverageIncomplete  # 130576
+SCAN_EDGES: dict[str, Code] = {
+    "superior": SCT.Superior,            # 264217000
+    "inferior": SCT.Inferior,            # 261089000
+    "field of view": Code("FOV-EDGE", "99RADMESH", "Edge of the reconstructed field of view"),
 }
 UNITS: dict[str, Code] = {
     # UCUM "ml" is not in pydicom's UCUM table by attribute; the code and meaning follow DICOM's CID 7181 usage.

@@ -10,7 +10,10 @@ lesion group
     report) with a UID derived from the SEG and the lesion; finding category
     *Morphologically Abnormal Structure*; finding type *Neoplasm* (*Cyst* for
     kidney cysts); finding site the host organ (with laterality when the lesion
-    has a side); measurements (TID 1419):
+    has a side); for a lesion the scan cuts, one qualitative evaluation *Anatomy
+    coverage incomplete* (DCM 130576) per edge it reaches (Superior, Inferior, or
+    radmesh's own code for the in-plane border): its measurements are lower
+    bounds; measurements (TID 1419):
 
     ========================  ==========================  ===========================
     findings key              concept                      unit
@@ -28,7 +31,7 @@ lesion group
 organ group
     one per structure of kind organ/vessel with voxels: tracking identifier and
     UID those of its SEG segment; finding type the organ; Volume (ml) and mean
-    attenuation (HU).
+    attenuation (HU); the same scan-edge evaluations when the scan cuts it.
 
 All of a class's lesions live in one segment (the SEG has one segment per
 class), so each lesion group references its class's whole segment; the tracking
@@ -53,7 +56,7 @@ from radmesh import __version__
 from radmesh.common import vocabulary as vocab
 from radmesh.common.errors import InvalidInputError
 from radmesh.common.volume import Geometry
-from radmesh.dicom.codes import MEASUREMENTS, UNITS, codes_for, laterality_code
+from radmesh.dicom.codes import MEASUREMENTS, SCAN_EDGE_CONCEPT, SCAN_EDGES, UNITS, codes_for, laterality_code
 from radmesh.dicom.series import DicomSource
 from radmesh.dicom.write_ct import ds_str
 
@@ -106,6 +109,15 @@ def _measurement(name: str, value: float, unit: str, derivation: str | None = No
         derivation=MEASUREMENTS[derivation] if derivation else None,
         method=MEASUREMENTS[method] if method else None,
     )
+
+
+def _cut(d: Mapping[str, Any], where: str) -> list[hd.sr.QualitativeEvaluation] | None:
+    """The scan edges a structure reaches, as "Anatomy coverage incomplete" = edge (None when whole)."""
+    edges = list(d.get("scan_edges") or [])
+    unknown = [e for e in edges if e not in SCAN_EDGES]
+    if unknown:
+        raise InvalidInputError(f"findings: {where} has scan_edges {unknown}; expected {sorted(SCAN_EDGES)}")
+    return [hd.sr.QualitativeEvaluation(name=SCAN_EDGE_CONCEPT, value=SCAN_EDGES[e]) for e in edges] or None
 
 
 def _site(class_index: int, laterality: str | None) -> hd.sr.FindingSite:
@@ -222,6 +234,7 @@ def build_sr(findings: dict, seg: Dataset, study: dict | None, source: DicomSour
                                      derivation="maximum"),
                         _measurement("attenuation", _num(lesion, "hu_mean", where), "hu", derivation="mean"),
                     ],
+                    qualitative_evaluations=_cut(lesion, where),
                 ))
         else:
             where = info.name
@@ -239,6 +252,7 @@ def build_sr(findings: dict, seg: Dataset, study: dict | None, source: DicomSour
                 finding_sites=[_site(c, None)],
                 algorithm_id=algorithm,
                 measurements=measurements,
+                qualitative_evaluations=_cut(s, where),
             ))
 
     report = hd.sr.MeasurementReport(

@@ -91,6 +91,13 @@ _SECTION_ORGANS = {c for _, organs, _ in SECTIONS for c in organs}
 _LESION_ORDER = [c for _, _, lesions in SECTIONS for c in lesions]
 
 
+def _assessment(a: Any, edges: Sequence[str]) -> str | None:
+    """The volume against its normal range; for an organ the scan cuts (a lower bound) only "above"."""
+    if a is None or (edges and a.state != "above"):
+        return None
+    return a.state
+
+
 def _dictation_rank(class_index: int) -> tuple[int, int]:
     """Lesion classes in FINDINGS order (liver, pancreas, kidneys, lungs, colon), then by index."""
     return (_LESION_ORDER.index(class_index), 0) if class_index in _LESION_ORDER else (len(_LESION_ORDER), class_index)
@@ -410,6 +417,7 @@ class _Builder:
             "attenuation": S.relative_attenuation(c, lesion) or None,
             "matches_request": any(lesion_matches(t, lesion) for t in targets),
             "sentence": S.lesion_sentence(c, lesion, image),
+            "scan_edges": list(lesion["scan_edges"]),
         }
 
     def structures(self) -> list[dict[str, Any]]:
@@ -421,6 +429,7 @@ class _Builder:
                 "class_index": c, "name": s["name"], "kind": s["kind"], "requested": bool(targets),
                 "voxel_count": s["voxel_count"], "volume_ml": s["volume_ml"],
                 "hu_mean": s["hu_mean"] if s["voxel_count"] else None,
+                "scan_edges": list(s["scan_edges"]),
             }
             if s["kind"] == vocab.Kind.LESION.value:
                 lesions = [self._lesion_entry(c, x, targets) for x in s["lesions"]]
@@ -430,7 +439,7 @@ class _Builder:
                 a = assess(c, s["volume_ml"]) if s["voxel_count"] else None
                 entry.update(found=bool(s["voxel_count"]),
                              normal_range=a.normal.to_dict() if a and a.normal else None,
-                             volume_assessment=a.state if a else None)
+                             volume_assessment=_assessment(a, s["scan_edges"]))
             out.append(entry)
         return out
 
@@ -441,18 +450,25 @@ class _Builder:
             return f"{name + ' ' if name else ''}not identified in the label map"
         text = f"{name + ' ' if name else ''}volume {S.volume_text(entry['volume_ml'])}"
         a = assess(c, entry["volume_ml"])
-        if a.normal is not None:
+        state = _assessment(a, entry["scan_edges"])
+        if a.normal is not None and state:
             rng = f"{a.normal.low_ml:g}–{a.normal.high_ml:g} mL, {a.normal.short_source}"
             text += {"within": f", within the normal range ({rng})",
                      "above": f", above the normal range ({rng})",
-                     "below": f", below the normal range ({rng})"}[a.state]
+                     "below": f", below the normal range ({rng})"}[state]
+        if entry["scan_edges"]:
+            text += S.cut_organ_clause(entry["name"], entry["scan_edges"])
         return text
 
     def _lesion_statements(self, c: int, entry: dict[str, Any]) -> list[str]:
         lesions = self.by_class[c]["lesions"]
         out = []
         if lesions:
-            out.append(S.count_sentence(c, lesions, [self.images(x["long_axis_slice"]) for x in lesions]))
+            images = [self.images(x["long_axis_slice"]) for x in lesions]
+            out.append(S.count_sentence(c, lesions, images))
+            out += [S.cut_lesion_sentence(x["scan_edges"], "It" if len(lesions) == 1 else
+                                          f"The {S.lesion_noun(c, x)} on image {n}")
+                    for x, n in zip(lesions, images) if x["scan_edges"]]
         else:
             out.append(S.absent_sentence(c))
             if entry["below_size_threshold"]:

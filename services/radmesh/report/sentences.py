@@ -27,7 +27,9 @@ Conventions:
 - volumes: ≥ 100 mL whole, 1–100 mL one decimal, below 1 mL two decimals, below
   0.005 mL "<0.01";
 - a lung lesion longer than 30 mm is a "mass", otherwise a "nodule" (Fleischner
-  Society glossary, Hansell DM et al. Radiology 2008;246:697-722).
+  Society glossary, Hansell DM et al. Radiology 2008;246:697-722);
+- a structure that reaches an edge of the scan (``scan_edges``, a partial field of
+  view) is said to continue outside it, and its volume and sizes to be lower bounds.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from radmesh.common import vocabulary as vocab
+from radmesh.measurement.edges import edges_phrase
 from radmesh.report.rules import LUNG_MASS_MIN_MM, whole
 
 __all__ = ["LesionWords", "WORDS", "absent_sentence", "capitalise", "count_sentence", "impression_of_lesions",
@@ -235,3 +238,15 @@ def impression_of_lesions(class_index: int, lesions: Sequence[Mapping[str, Any]]
     return (f"{capitalise(number_word(len(lesions)))} {words.plural}, the largest "
             f"{size_text(first['long_axis_mm'], first['short_axis_mm'])}{_in_place(class_index, first)} "
             f"(image {images[0]}).")
+
+
+def cut_lesion_sentence(edges: Sequence[str], which: str = "It") -> str:
+    """A lesion the scan cuts: "It reaches the superior edge of the scan and continues outside it: ..."."""
+    return (f"{which} reaches {edges_phrase(edges)} and continues outside it: "
+            "its size and volume are lower bounds.")
+
+
+def cut_organ_clause(name: str, edges: Sequence[str]) -> str:
+    """An organ the scan cuts, as a parenthesis after its volume."""
+    return (f" (the {name.lower()} reaches {edges_phrase(edges)} and continues outside it, "
+            "so this volume is a lower bound)")
