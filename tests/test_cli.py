@@ -98,6 +98,22 @@ def test_measure_bad_inputs_exit_with_one_line(small_case, tmp_path):
                                   "--timeout-s", "3"), "unavailable")
 
 
+def test_truncated_nifti_is_refused_not_zero_filled(small_case, tmp_path):
+    """A cut .nii.gz (an interrupted copy) or .nii is refused by name; SimpleITK alone would fill the
+    missing voxels with 0. A complete file whose gzip trailer is not the header's length (bytes padded
+    after the data) still reads."""
+    ct, lab = small_case / "ct.nii.gz", str(small_case / "labels.nii.gz")
+    data = ct.read_bytes()
+    for name, blob in (("half.nii.gz", data[:len(data) // 2]), ("short.nii.gz", data[:-9]),
+                       ("half.nii", gzip.decompress(data)[:len(gzip.decompress(data)) // 2])):
+        cut = tmp_path / name
+        cut.write_bytes(blob)
+        assert_one_line_error(radmesh("measure", "--ct", str(cut), "--mask", lab), name)
+    padded = tmp_path / "padded.nii.gz"
+    padded.write_bytes(gzip.compress(gzip.decompress(data) + b"\0" * 16))
+    assert np.array_equal(read_volume(padded).array, read_volume(ct).array)
+
+
 def test_measure_writes_out_file_atomically(small_case, tmp_path):
     out = tmp_path / "m.json"
     r = radmesh("measure", "--ct", str(small_case / "ct.nii.gz"), "--mask", str(small_case / "labels.nii.gz"),

@@ -275,6 +275,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from radmesh.batch.command import main_args
+
+    return main_args(args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from radmesh.model.train import main as train_main
 
@@ -422,6 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="ask a question about a CT in plain words (the assistant's conversation)")
     add_ask_arguments(p)
     p.set_defaults(func=cmd_ask)
+
+    from radmesh.batch.command import add_arguments as add_batch_arguments
+
+    p = sub.add_parser("batch", help="one question over a cohort of studies (a CSV manifest), on Ray; resumable",
+                       description="Answer one question for every study of a manifest, each study a Ray task "
+                                   "(a local Ray cluster, or --ray-address). Results: DIR/studies/<id>/, the "
+                                   "cohort tables DIR/lesions.csv|.parquet and DIR/structures.csv|.parquet, "
+                                   "DIR/summary.json. Run again to continue: done studies are skipped. Exit 0 "
+                                   "when every study is done, 1 when some failed, 2 for a bad manifest.")
+    add_batch_arguments(p)
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("serve", help="run one service of the mesh")
     serve_sub = p.add_subparsers(dest="service", required=True, metavar="SERVICE")

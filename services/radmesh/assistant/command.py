@@ -126,7 +126,7 @@ def _run_remote(args: Any, question: Any, ct: Any, printer: _StepPrinter):
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _files(result: Any) -> dict[str, bytes]:
+def answer_files(result: Any) -> dict[str, bytes]:
     """What --out writes: the answer's files, its label map (NIfTI) and answer.json."""
     files = dict(result.files)
     if result.labels is not None and "labels.nii.gz" not in files:
@@ -167,7 +167,7 @@ def run(args: Any) -> int:
     if args.out:
         from radmesh.report.artifacts import write_report_folder
 
-        files = _files(result)
+        files = answer_files(result)
         written = write_report_folder(args.out, files)
         if not args.quiet:
             print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

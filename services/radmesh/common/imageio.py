@@ -118,11 +118,53 @@ def _read_nifti(p: Path) -> Volume:
     if not p.name.endswith(NIFTI_SUFFIXES):
         raise InvalidInputError(
             f"{p}: not a NIfTI file (.nii or .nii.gz), a DICOM folder, a .zip of DICOM slices or a DICOM file")
+    _check_nifti_complete(p)
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as e:
         raise InvalidInputError(f"{p}: cannot be read as NIfTI ({_first_line(e)})") from None
     return from_sitk(image)
+
+
+def _check_nifti_complete(p: Path) -> None:
+    """InvalidInputError when a NIfTI file holds less image data than its header declares.
+
+    SimpleITK reads a truncated file (an interrupted copy, a partial download) without a word
+    and fills the missing voxels with 0. Cheap where it can be: an uncompressed file's size, or
+    a gzip file's trailer (ISIZE, the uncompressed length mod 2**32, RFC 1952), equal to what
+    the header declares. The last four bytes of a cut gzip stream are arbitrary, so when they
+    differ (a cut file, or a writer that pads after the data) the stream is decompressed once
+    to count: about a second for a 512² × 300 CT, paid only then.
+    """
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(p))  # the header only; the data stay on disk
+        header = image.header
+        # the data's offset as stored (the loaded header's vox_offset reads 0)
+        need = int(image.dataobj.offset) + \
+            int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+    except Exception as e:  # noqa: BLE001 - nibabel raises many kinds for a bad or cut header
+        raise InvalidInputError(f"{p}: cannot be read as NIfTI ({type(e).__name__}: {e})") from None
+    if not p.name.endswith(".gz"):
+        have = p.stat().st_size
+    else:
+        with open(p, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            if int.from_bytes(f.read(4), "little") == need % (1 << 32):
+                return
+        have = 0
+        try:
+            with gzip.open(p, "rb") as f:
+                while block := f.read(1 << 22):
+                    have += len(block)
+        except (EOFError, OSError, zlib.error) as e:
+            raise InvalidInputError(f"{p}: truncated or corrupt NIfTI ({e})") from None
+    if have < need:
+        raise InvalidInputError(f"{p}: truncated NIfTI: {have} of the {need} bytes its header declares")
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, compress: bool = True) -> Path:
