@@ -291,3 +291,13 @@ def test_ctrl_c_leaves_the_finished_studies_done(cohort, ray_cluster, tmp_path):
     # every folder there is complete; no half-written one
     assert {p.name for p in (out / "studies").iterdir()} == done
     assert all((out / "studies" / sid / "result.json").is_file() for sid in done)
+
+
+def test_assistant_url_from_the_environment(monkeypatch):
+    """The chart's Ray pods carry RADMESH_ASSISTANT_URL: a RayJob's studies then call the mesh."""
+    from radmesh.cli import build_parser
+
+    argv = ["batch", "--manifest", "m.csv", "--prompt", "segment the liver", "--out", "o"]
+    assert build_parser().parse_args(argv).assistant_url is None
+    monkeypatch.setenv("RADMESH_ASSISTANT_URL", "rm-radmesh-assistant:50051")
+    assert build_parser().parse_args(argv).assistant_url == "rm-radmesh-assistant:50051"

@@ -356,8 +356,11 @@ def test_probes(rendered, profile):
         c = one(objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         port = t["services"][name][0]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            # kubelet gRPC probes speak plaintext only; with TLS the chart falls back to TCP
-            expected = {"tcpSocket": {"port": port}} if tls else {"grpc": {"port": port}}
+            # kubelet gRPC probes speak plaintext only; with TLS the container asks its own health over TLS
+            expected = {"exec": {"command": ["python", "-m", "radmesh.common.healthcheck", "--target",
+                                             f"127.0.0.1:{port}", "--tls-server-name", f"{RELEASE}-radmesh-{name}",
+                                             "--timeout-s", str(c[probe]["timeoutSeconds"])]}} if tls \
+                else {"grpc": {"port": port}}
             got = {k: v for k, v in c[probe].items() if k in ("grpc", "tcpSocket", "httpGet", "exec")}
             assert got == expected, f"{name} {probe}: {c[probe]}"
     tri = one(objs, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
@@ -653,9 +656,9 @@ def test_tls_and_token_come_from_secrets(rendered):
         assert vols["tls"]["secret"]["secretName"] == "radmesh-tls"
         assert vols["api-token"]["secret"]["secretName"] == "radmesh-api-token"
         env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
-        assert env["RADMESH_TLS_CLIENT_AUTH"] == "require", "mutual TLS in the GPU profile"
+        assert env["RADMESH_TLS_CLIENT_CA"] == env["RADMESH_TLS_CA"], "mutual TLS in the GPU profile"
         assert env["RADMESH_TLS_CERT"].startswith("/etc/radmesh/tls/")
-        assert env["RADMESH_API_TOKEN_FILE"].startswith("/etc/radmesh/api-token/")
+        assert env["RADMESH_AUTH_TOKEN_FILE"].startswith("/etc/radmesh/api-token/")
     tri = one(objs, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
     assert "--grpc-use-ssl=true" in tri["args"] and "--grpc-use-ssl-mutual=true" in tri["args"]
     for name in SERVICE_NAMES:
@@ -702,6 +705,12 @@ def test_batch_rayjob_runs_radmesh_batch(rendered):
     entry = job["spec"]["entrypoint"]
     assert re.match(r"radmesh batch --manifest \S+ --prompt '.+' --out \S+ --ray-address auto$", entry), entry
     assert job["spec"]["shutdownAfterJobFinishes"] is True
+    # the RayCluster runs the Ray the image installs (pyproject's pin), and its pods call the mesh
+    pin = re.search(r'"ray==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert job["spec"]["rayClusterSpec"]["rayVersion"] == pin
+    for where, tpl in pod_templates([job]):
+        env = {e["name"]: e.get("value") for e in tpl["spec"]["containers"][0]["env"]}
+        assert env["RADMESH_ASSISTANT_URL"] == f"{RELEASE}-radmesh-assistant:{ports_table()['services']['assistant'][0]}", where
 
 
 # --- checkov ------------------------------------------------------------------------------------

@@ -440,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_arguments(p)
     p.set_defaults(func=cmd_batch)
 
+    # the commands with a --server: how to reach it (TLS, client certificate, bearer token), added once here
+    from radmesh.common.config import add_client_security_arguments
+
+    for name in ("measure", "parse", "encode", "segment", "report", "ask"):
+        add_client_security_arguments(sub.choices[name])
+        sub.choices[name].set_defaults(calls_server=True)
+
     p = sub.add_parser("serve", help="run one service of the mesh")
     serve_sub = p.add_subparsers(dest="service", required=True, metavar="SERVICE")
     for name, info in SERVICES.items():
@@ -496,6 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cmd_evaluate(argparse.Namespace(rest=argv[1:]))
         parser = build_parser()
         args = parser.parse_args(argv)
+        if getattr(args, "calls_server", False) and args.server:
+            from radmesh.common.security import client_security_from_args, configure_client
+
+            configure_client(client_security_from_args(args))  # bad files: one line before any work
         return args.func(args)
     except RadmeshError as e:
         print(f"radmesh: error: {e}", file=sys.stderr)

@@ -6,7 +6,10 @@
 Every flag has an environment variable (``RADMESH_UI_ASSISTANT_URL``, ``RADMESH_UI_HOST``,
 ``RADMESH_UI_PORT``, ``RADMESH_UI_SAMPLES``, ``RADMESH_UI_ROOT_PATH``, ``RADMESH_UI_AUTH_FILE``,
 ``RADMESH_UI_WORKDIR``, ``RADMESH_UI_NO_LOGIN``, ``RADMESH_UI_NO_FIGURES``, ``RADMESH_UI_LOG_LEVEL``);
-credentials also come from ``RADMESH_UI_USER`` / ``RADMESH_UI_PASSWORD``. The auth file holds
+credentials also come from ``RADMESH_UI_USER`` / ``RADMESH_UI_PASSWORD``. The assistant is
+reached as every radmesh caller reaches a service: ``--tls-ca``, ``--tls-cert``, ``--tls-key``,
+``--auth-token-file`` (``RADMESH_TLS_CA``, ``RADMESH_TLS_CERT``, ``RADMESH_TLS_KEY``,
+``RADMESH_AUTH_TOKEN_FILE``, without the UI prefix: the mesh's names). The auth file holds
 one line ``user:password``. Served on a host other than loopback, the UI requires a login
 unless ``--no-login`` is given. Prints one line ``ui ready at http://HOST:PORT/PREFIX/`` once
 serving; SIGTERM or SIGINT stop it (exit 0). Errors: one line on stderr, exit 2.
@@ -56,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="do not ask for key images (RADMESH_UI_NO_FIGURES)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "warning"),
                    choices=["critical", "error", "warning", "info", "debug"], help="(RADMESH_UI_LOG_LEVEL)")
+    from radmesh.common.config import add_client_security_arguments
+
+    add_client_security_arguments(p)  # TLS and the bearer token towards the assistant
     return p.parse_args(argv)
 
 
@@ -85,7 +91,16 @@ def is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    from radmesh.common.errors import RadmeshError
+    from radmesh.common.security import client_security_from_args, configure_client
+
+    try:
+        args = parse_args(argv)
+        # every call to the assistant (radmesh.assistant.client) goes through channels made from this
+        configure_client(client_security_from_args(args))
+    except RadmeshError as e:
+        print(f"radmesh-ui: {e}", file=sys.stderr)
+        return 2
     try:
         auth = read_credentials(args)
         if auth is None and not is_loopback(args.host) and not args.no_login:

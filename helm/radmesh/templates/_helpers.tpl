@@ -95,12 +95,15 @@ app.kubernetes.io/component: {{ .component }}
   value: /etc/radmesh/tls/tls.key
 - name: RADMESH_TLS_CA
   value: /etc/radmesh/tls/ca.crt
-- name: RADMESH_TLS_CLIENT_AUTH
-  value: {{ ternary "require" "none" .Values.tls.mutual | quote }}
+{{- if .Values.tls.mutual }}
+# servers require client certificates signed by the same CA (callers show their tls.crt)
+- name: RADMESH_TLS_CLIENT_CA
+  value: /etc/radmesh/tls/ca.crt
+{{- end }}
 {{- end }}
 {{- if .Values.apiToken.enabled }}
 # a file, not the value: environment variables leak into crash dumps and `kubectl describe`
-- name: RADMESH_API_TOKEN_FILE
+- name: RADMESH_AUTH_TOKEN_FILE
   value: /etc/radmesh/api-token/{{ .Values.apiToken.secretKey }}
 {{- end }}
 {{- end }}
@@ -135,13 +138,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Probes of a radmesh gRPC service: (dict "root" $ "port" PORT "startupS" SECONDS). */}}
+{{/* Probes of a radmesh gRPC service: (dict "root" $ "port" PORT "startupS" SECONDS "component" NAME). */}}
 {{- define "radmesh.grpcProbes" -}}
 {{- $p := .root.Values.probes }}
 {{- $check := dict "grpc" (dict "port" .port) }}
 {{- if .root.Values.tls.enabled }}
-{{- /* the kubelet's grpc probe speaks plaintext only */}}
-{{- $check = dict "tcpSocket" (dict "port" .port) }}
+{{- /* The kubelet's grpc probe speaks plaintext only, and a TCP connect passes for a wedged server:
+  ask grpc.health.v1 over TLS from inside the container (CA, cert and key from its RADMESH_TLS_*
+  env), checking the certificate against the Service's name, which the certificate must carry. */}}
+{{- $name := include "radmesh.componentName" (dict "root" .root "component" .component) }}
+{{- $check = dict "exec" (dict "command" (list "python" "-m" "radmesh.common.healthcheck" "--target" (printf "127.0.0.1:%v" .port) "--tls-server-name" $name "--timeout-s" (printf "%v" $p.timeoutS))) }}
 {{- end }}
 startupProbe:
   {{- toYaml $check | nindent 2 }}

@@ -22,6 +22,7 @@ EXIT_SOME_FAILED = 1
 
 def add_arguments(p: Any) -> None:
     from radmesh.batch.run import DEFAULT_CPUS_PER_STUDY, DEFAULT_MAX_RETRIES
+    from radmesh.common.config import add_env_argument
 
     p.add_argument("--manifest", required=True,
                    help="CSV with a header: study_id,path[,prompt] (path: NIfTI file, DICOM folder or .zip; "
@@ -33,8 +34,10 @@ def add_arguments(p: Any) -> None:
                         "done studies are skipped")
     p.add_argument("--ray-address", help="an existing Ray cluster: auto, HOST:6379, or ray://HOST:10001 (Ray "
                                          "client; a KubeRay head). Default: a local Ray cluster for this run")
-    p.add_argument("--assistant-url", help="HOST:PORT of a running assistant every task calls (default: every "
-                                           "service inside each Ray worker, as `radmesh ask` without --server)")
+    # From the environment too: the chart's Ray pods carry RADMESH_ASSISTANT_URL, so a RayJob's
+    # studies call the mesh's assistant rather than each worker loading the whole pipeline.
+    add_env_argument(p, "--assistant-url", help="HOST:PORT of a running assistant every task calls (unset: every "
+                                                "service inside each Ray worker, as `radmesh ask` without --server)")
     p.add_argument("--num-workers", type=int, help="studies at once (default: CPUs of the cluster / "
                                                    "--cpus-per-study); locally, the Ray cluster gets "
                                                    "num-workers × cpus-per-study CPUs")

@@ -29,6 +29,12 @@ class ServeConfig:
     drain_s: float = 20.0               # grace period for in-flight RPCs on SIGTERM, seconds
     max_request_s: float = 600.0        # budget of an RPC whose client set no deadline, seconds
     log_level: str = "INFO"
+    # TLS and the bearer token: file paths, read and checked by radmesh.common.security at startup
+    tls_cert: str | None = None         # certificate chain served (PEM); also the client certificate for mTLS
+    tls_key: str | None = None          # its private key (PEM, unencrypted)
+    tls_client_ca: str | None = None    # require client certificates signed by this CA
+    tls_ca: str | None = None           # calls to other services go over TLS, verified against this CA
+    auth_token_file: str | None = None  # require this bearer token; also sent on calls to other services
     options: Mapping[str, Any] = field(default_factory=dict)  # service-specific flags, by dest name
 
 
@@ -62,6 +68,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser, default_port: int, defa
     add_env_argument(parser, "--max-request-s", type=float, default=d.max_request_s,
                      help="time budget of an RPC without a client deadline, s")
     add_env_argument(parser, "--log-level", default=d.log_level, help="DEBUG, INFO, WARNING or ERROR")
+    add_env_argument(parser, "--tls-cert", help="certificate chain (PEM) the gRPC port serves TLS with; with "
+                                                "--tls-ca also this process's client certificate")
+    add_env_argument(parser, "--tls-key", help="private key (PEM) of --tls-cert")
+    add_env_argument(parser, "--tls-client-ca", help="require client certificates signed by this CA (mutual TLS)")
+    add_env_argument(parser, "--tls-ca", help="CA (PEM) of the services this one calls: calls go over TLS")
+    add_env_argument(parser, "--auth-token-file", help="file holding the bearer token every RPC must carry "
+                                                       "(health and reflection excepted); sent on this "
+                                                       "service's own calls too")
+
+
+def add_client_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a process that only calls (the CLI's --server, the UI, the healthcheck)."""
+    add_env_argument(parser, "--tls-ca", help="CA (PEM) that signed the server's certificate: connect over TLS")
+    add_env_argument(parser, "--tls-cert", help="client certificate (PEM) for mutual TLS; needs --tls-ca")
+    add_env_argument(parser, "--tls-key", help="private key (PEM) of --tls-cert")
+    add_env_argument(parser, "--auth-token-file", help="file holding the bearer token sent with every call")
 
 
 def serve_config_from_args(args: argparse.Namespace, option_names: tuple[str, ...] = ()) -> ServeConfig:
@@ -70,6 +92,8 @@ def serve_config_from_args(args: argparse.Namespace, option_names: tuple[str, ..
         host=args.host, port=args.port, metrics_port=args.metrics_port, max_message_mb=args.max_message_mb,
         max_volume_mb=args.max_volume_mb, workers=args.workers, drain_s=args.drain_s,
         max_request_s=args.max_request_s, log_level=args.log_level.upper(),
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, tls_ca=args.tls_ca,
+        auth_token_file=args.auth_token_file,
     )
     for name, value, low in (("port", cfg.port, 1), ("metrics-port", cfg.metrics_port, 0)):
         if not low <= value <= 65535:

@@ -64,3 +64,10 @@ class CancelledError(RadmeshError):
 
     code = grpc.StatusCode.CANCELLED
     exit_code = 1
+
+
+class UnauthenticatedError(RadmeshError):
+    """The call carried no valid credentials (a missing or wrong bearer token)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    exit_code = 77  # sysexits EX_NOPERM

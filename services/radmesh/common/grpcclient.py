@@ -1,5 +1,6 @@
-"""Client side of the mesh: channels with the same limits as servers, and gRPC
-failures turned back into radmesh errors (one readable line in the CLI)."""
+"""Client side of the mesh: channels with the same limits as servers, TLS and the
+bearer token as this process is configured (``security.py``), and gRPC failures
+turned back into radmesh errors (one readable line in the CLI)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from contextlib import contextmanager
 import grpc
 
 from radmesh.common.errors import (DeadlineExceededError, FailedPreconditionError, InvalidInputError, NotFoundError,
-                                   RadmeshError, ResourceExhaustedError, UnavailableError)
+                                   RadmeshError, ResourceExhaustedError, UnauthenticatedError, UnavailableError)
 from radmesh.common.metrics import ANSWERED_KEY
+from radmesh.common.security import ClientSecurity, client_security, secure_channel
 from radmesh.common.server import grpc_options
 
 _BY_CODE: dict[grpc.StatusCode, type[RadmeshError]] = {
@@ -20,12 +22,14 @@ _BY_CODE: dict[grpc.StatusCode, type[RadmeshError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
 }
 
 
 @contextmanager
-def channel(target: str, max_message_mb: int = 64) -> Iterator[grpc.Channel]:
-    ch = grpc.insecure_channel(target, options=grpc_options(max_message_mb))
+def channel(target: str, max_message_mb: int = 64, security: ClientSecurity | None = None) -> Iterator[grpc.Channel]:
+    """``security``: None for this process's settings (``security.configure_client``)."""
+    ch = secure_channel(target, security or client_security(), grpc_options(max_message_mb))
     try:
         yield ch
     finally:
@@ -47,6 +51,8 @@ def call_errors(target: str, service: str) -> Iterator[None]:
             details = f"{service} service at {target} is unavailable ({details})"
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             details = f"{service} service at {target} did not answer within the deadline"
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            details = f"{service} service at {target} refused the call: {details} (see --auth-token-file)"
         err = _BY_CODE.get(code, RadmeshError)(details)
         if type(err) is RadmeshError:
             err = RadmeshError(f"{service} service failed with {code.name}: {details}")

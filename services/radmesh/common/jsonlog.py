@@ -18,6 +18,7 @@ ALLOWED_FIELDS = frozenset({
     "service", "method", "code", "duration_s", "bytes", "port", "metrics_port", "host",
     "stage", "done", "total", "classes", "structures", "lesions", "voxels", "pid", "version",
     "drain_s", "error_id", "peer_count", "sessions", "kind", "count",
+    "tls", "auth",  # the modes ("mutual", "token"), never a certificate or a token
 })
 
 

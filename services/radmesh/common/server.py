@@ -1,7 +1,8 @@
 """The one bootstrap every radmesh service runs under.
 
 ``run(spec, cfg)`` starts a gRPC server with raised message limits, the metrics
-and error interceptor, grpc.health.v1 and reflection, a Prometheus endpoint, JSON
+and error interceptor, TLS / mTLS and the bearer-token check when configured (see
+``security.py``), grpc.health.v1 and reflection, a Prometheus endpoint, JSON
 logs, and a graceful drain: on SIGTERM the health status turns NOT_SERVING (so
 Kubernetes stops routing), new RPCs are refused, in-flight ones get ``drain_s``
 seconds to finish, then the process exits 0.
@@ -27,6 +28,7 @@ from radmesh.common.config import ServeConfig
 from radmesh.common.errors import CancelledError, DeadlineExceededError, UnavailableError
 from radmesh.common.jsonlog import setup_logging
 from radmesh.common.metrics import ServerInterceptor
+from radmesh.common.security import configure_client, load_client, load_server
 
 log = logging.getLogger("radmesh.server")
 
@@ -59,9 +61,12 @@ class RunningServer:
 
     def __init__(self, spec: ServiceSpec, cfg: ServeConfig):
         self.spec, self.cfg = spec, cfg
+        # before register(): a bad certificate or token file fails in a second, not after loading a model
+        security = load_server(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, cfg.auth_token_file)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix=f"{spec.name}-rpc"),
-            interceptors=[ServerInterceptor()],
+            # the token check inside the metrics interceptor, so refused calls are counted by code
+            interceptors=[ServerInterceptor(), *security.interceptors()],
             options=grpc_options(cfg.max_message_mb),
             maximum_concurrent_rpcs=cfg.workers * 4,
         )
@@ -72,8 +77,10 @@ class RunningServer:
             (*spec.full_names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         address = f"{cfg.host}:{cfg.port}"
+        credentials = security.credentials()
         try:
-            bound = self.server.add_insecure_port(address)
+            bound = self.server.add_insecure_port(address) if credentials is None else \
+                self.server.add_secure_port(address, credentials)
         except RuntimeError:
             bound = 0
         if bound == 0:
@@ -88,7 +95,8 @@ class RunningServer:
         self.server.start()
         self._set_status(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"service": spec.name, "host": cfg.host, "port": self.port,
-                                   "metrics_port": cfg.metrics_port, "version": __version__})
+                                   "metrics_port": cfg.metrics_port, "version": __version__,
+                                   "tls": security.tls, "auth": "token" if security.token else "none"})
 
     def _set_status(self, status) -> None:
         self.health.set("", status)
@@ -110,6 +118,8 @@ class RunningServer:
 def run(spec: ServiceSpec, cfg: ServeConfig) -> int:
     """Serve until SIGTERM or SIGINT, then drain. Returns the process exit code."""
     setup_logging(cfg.log_level)
+    # every channel this process opens (to other services, to Triton) uses the same files
+    configure_client(load_client(cfg.tls_ca, cfg.tls_cert, cfg.tls_key, cfg.auth_token_file, serving=True))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

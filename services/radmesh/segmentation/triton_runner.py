@@ -193,7 +193,10 @@ class TritonRunner:
             if self._closed:
                 raise UnavailableError("the Triton runner is closed")
             if self._client is None:
-                self._client = tgrpc.InferenceServerClient(self.url)
+                from radmesh.common.security import client_security
+
+                # Triton's gRPC port with --grpc-use-ssl[-mutual] takes the same CA and client certificate
+                self._client = tgrpc.InferenceServerClient(self.url, **client_security().triton_options())
             return self._client, self._generation
 
     def _reset(self, generation: int, why: str) -> None:
