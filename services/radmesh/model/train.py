@@ -238,7 +238,8 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
     rescheduled: list[dict] = []
     if resume and ck_path.exists():
         ck = _load_checkpoint(ck_path)
-        table, emb, sha = _resumed_table(ck, settings, table, emb, sha)
+        table, sha = _resumed_table(ck, settings, table, sha)
+        emb = torch.from_numpy(table)
         diff = sorted(k for k in settings if ck["settings"].get(k) != settings[k])
         if reschedule and set(diff) <= {"steps", "warmup"} and int(ck["step"]) <= steps:
             rescheduled.append(dict(at_step=int(ck["step"]), from_steps=int(ck["settings"]["steps"]), to_steps=int(steps)))
@@ -323,8 +324,7 @@ def train(out_dir: str | os.PathLike, steps: int, seed: int = 0, batch_size: int
     return result
 
 
-def _resumed_table(ck: dict, settings: dict, table: np.ndarray, emb: torch.Tensor,
-                   sha: str) -> tuple[np.ndarray, torch.Tensor, str]:
+def _resumed_table(ck: dict, settings: dict, table: np.ndarray, sha: str) -> tuple[np.ndarray, str]:
     """The class table a resumed run continues with: the checkpoint's, when it is this run's up to
     :data:`TABLE_TOLERANCE`.
 
@@ -335,7 +335,7 @@ def _resumed_table(ck: dict, settings: dict, table: np.ndarray, emb: torch.Tenso
     """
     theirs = ck["class_embedding"].numpy()
     if theirs.shape != table.shape or float(np.abs(theirs - table).max()) > TABLE_TOLERANCE:
-        return table, emb, sha
+        return table, sha
     from radmesh.text.encoders import table_sha256
 
     theirs = np.ascontiguousarray(theirs, dtype=np.float32)
@@ -343,10 +343,10 @@ def _resumed_table(ck: dict, settings: dict, table: np.ndarray, emb: torch.Tenso
     theirs_init = ck["settings"].get("init_weights")
     if init and theirs_init and {**init, "table_sha256": None} == {**theirs_init, "table_sha256": None}:
         init["table_sha256"] = theirs_init["table_sha256"]
-        return theirs, torch.from_numpy(theirs), init["table_sha256"]
+        return theirs, init["table_sha256"]
     if init:
-        return table, emb, sha  # another start: the settings check refuses it
-    return theirs, torch.from_numpy(theirs), table_sha256(theirs)
+        return table, sha  # another start: the settings check refuses it
+    return theirs, table_sha256(theirs)
 
 
 def _initialise_from(model: torch.nn.Module, path: Path, settings: dict, encoder_id: str,

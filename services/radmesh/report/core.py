@@ -450,7 +450,7 @@ class _Builder:
             return f"{name + ' ' if name else ''}not identified in the label map"
         text = f"{name + ' ' if name else ''}volume {S.volume_text(entry['volume_ml'])}"
         a = assess(c, entry["volume_ml"])
-        state = _assessment(a, entry["scan_edges"])
+        state = entry["volume_assessment"]  # structures() already weighed the scan's edges
         if a.normal is not None and state:
             rng = f"{a.normal.low_ml:g}–{a.normal.high_ml:g} mL, {a.normal.short_source}"
             text += {"within": f", within the normal range ({rng})",
